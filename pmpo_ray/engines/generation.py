@@ -1,0 +1,51 @@
+"""What every generation backend shares: request checks and the result table."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pyarrow as pa
+
+from pmpo_ray.engines.scoring import describe_row
+from pmpo_ray.engines.tokenization import RequestTooLongError
+from pmpo_ray.requests import GENERATE_RESULT_SCHEMA, REQUIRED_GENERATE_COLUMNS, check_columns
+
+Sample = tuple[str, int, str]  # (text, generated tokens, finish reason)
+
+
+def prompt_token_ids(requests: pa.Table, tokenizer, max_len: int) -> list[list[int]]:
+    """Tokenize every context up front; a prompt that leaves no room to answer is an error."""
+    check_columns(requests, REQUIRED_GENERATE_COLUMNS, "generate requests")
+    token_ids = []
+    for row, context in enumerate(requests.column("context").to_pylist()):
+        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        if len(ids) >= max_len:
+            raise RequestTooLongError(
+                f"{describe_row(requests, row)}: prompt is {len(ids)} tokens, "
+                f"{len(ids) - max_len + 1} over what the model's window of {max_len} leaves "
+                f"for an answer"
+            )
+        token_ids.append(ids)
+    return token_ids
+
+
+def generation_rows(requests: pa.Table, samples: Sequence[Sequence[Sample]]) -> pa.Table:
+    """One row per (request, sample); checks each request got the samples it asked for."""
+    rows = []
+    for request, request_samples in zip(requests.to_pylist(), samples):
+        if len(request_samples) != request["n"]:
+            raise RuntimeError(
+                f"request {request['request_id']}: asked for {request['n']} samples, "
+                f"got {len(request_samples)}"
+            )
+        for index, (text, n_tokens, finish_reason) in enumerate(request_samples):
+            rows.append(
+                {
+                    "request_id": request["request_id"],
+                    "sample_index": index,
+                    "text": text,
+                    "n_tokens": n_tokens,
+                    "finish_reason": finish_reason,
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=GENERATE_RESULT_SCHEMA)

@@ -1,0 +1,138 @@
+"""What every scoring backend shares: validate, encode, batch long-first, restore order.
+
+A backend only supplies `token_scores(batch) -> [(logprobs, greedy_flags)]` for the
+continuation tokens of each encoded request; everything that could silently lose or reorder a
+row lives here, once, and is tested without an engine.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from pmpo_ray.engines.tokenization import EncodedRequest, encode_pair, fit_to_window
+from pmpo_ray.requests import (
+    REQUIRED_SCORE_COLUMNS,
+    SCORE_RESULT_FIELDS,
+    TOKEN_LOGPROBS_FIELD,
+    check_columns,
+)
+
+TokenScores = tuple[np.ndarray, np.ndarray]  # (logprob per continuation token, is-argmax)
+TokenScorer = Callable[[Sequence[EncodedRequest]], list[TokenScores]]
+
+
+def describe_row(table: pa.Table, row: int) -> str:
+    """'request 7 (task 'navigate', example '12')' with whatever ids the table has."""
+    parts = [f"request {table.column('request_id')[row].as_py()}"]
+    labels = [
+        f"{name.removesuffix('_id')} {table.column(name)[row].as_py()!r}"
+        for name in ("task_id", "candidate_id", "example_id")
+        if name in table.column_names
+    ]
+    if labels:
+        parts.append(f"({', '.join(labels)})")
+    return " ".join(parts)
+
+
+def encode_table(
+    table: pa.Table, tokenizer, max_len: int, truncate_left: bool
+) -> list[EncodedRequest]:
+    """Encode every row before any is scored, so a bad row fails the batch up front."""
+    check_columns(table, REQUIRED_SCORE_COLUMNS, "score requests")
+    contexts = table.column("context").to_pylist()
+    continuations = table.column("continuation").to_pylist()
+    encoded = []
+    for row, (context, continuation) in enumerate(zip(contexts, continuations)):
+        describe = describe_row(table, row)
+        if context is None or continuation is None:
+            raise ValueError(f"{describe}: context or continuation is null")
+        try:
+            request = encode_pair(tokenizer, context, continuation, row)
+        except ValueError as error:
+            raise type(error)(f"{describe}: {error}") from None
+        encoded.append(fit_to_window(request, max_len, truncate_left, describe))
+    return encoded
+
+
+def long_first_batches(
+    requests: Sequence[EncodedRequest], max_batch_tokens: int
+) -> list[list[EncodedRequest]]:
+    """Sort by length (longest first) and cut batches at a padded-token budget.
+
+    Longest first means the first batch shows the worst-case memory at once, and padding
+    inside each batch stays small because neighbours have similar lengths.
+    """
+    ordered = sorted(requests, key=lambda r: len(r.token_ids), reverse=True)
+    batches: list[list[EncodedRequest]] = []
+    current: list[EncodedRequest] = []
+    for request in ordered:
+        padded = len(current[0].token_ids) * (len(current) + 1) if current else 0
+        if current and padded > max_batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(request)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def score_encoded(
+    requests: Sequence[EncodedRequest], token_scorer: TokenScorer, max_batch_tokens: int
+) -> list[TokenScores]:
+    """Run the backend over long-first batches and hand results back in input order."""
+    results: list[TokenScores | None] = [None] * len(requests)
+    position = {request.row: index for index, request in enumerate(requests)}
+    for batch in long_first_batches(requests, max_batch_tokens):
+        scores = token_scorer(batch)
+        if len(scores) != len(batch):
+            raise RuntimeError(f"backend returned {len(scores)} results for {len(batch)} requests")
+        for request, (logprobs, greedy) in zip(batch, scores):
+            index = position[request.row]
+            if results[index] is not None:
+                raise RuntimeError(f"row {request.row} scored twice")
+            if len(logprobs) != request.n_continuation:
+                raise RuntimeError(
+                    f"row {request.row}: {len(logprobs)} logprobs for "
+                    f"{request.n_continuation} continuation tokens"
+                )
+            results[index] = (logprobs, greedy)
+    missing = [requests[i].row for i, result in enumerate(results) if result is None]
+    if missing:
+        raise RuntimeError(f"rows {missing[:10]} never came back from the backend")
+    return results  # type: ignore[return-value]
+
+
+def attach_scores(
+    table: pa.Table, scores: Sequence[TokenScores], with_token_logprobs: bool
+) -> pa.Table:
+    """The request rows plus logprob_sum, n_tokens, is_greedy (and per-token values)."""
+    logprob_sum = [float(np.sum(logprobs, dtype=np.float64)) for logprobs, _ in scores]
+    n_tokens = [len(logprobs) for logprobs, _ in scores]
+    is_greedy = [bool(np.all(greedy)) for _, greedy in scores]
+    columns = [logprob_sum, n_tokens, is_greedy]
+    for field, values in zip(SCORE_RESULT_FIELDS, columns):
+        table = table.append_column(field, pa.array(values, type=field.type))
+    if with_token_logprobs:
+        values = [np.asarray(logprobs, dtype=np.float32).tolist() for logprobs, _ in scores]
+        table = table.append_column(
+            TOKEN_LOGPROBS_FIELD, pa.array(values, type=TOKEN_LOGPROBS_FIELD.type)
+        )
+    return table
+
+
+def score_table(
+    table: pa.Table,
+    *,
+    tokenizer,
+    token_scorer: TokenScorer,
+    max_len: int,
+    max_batch_tokens: int,
+    truncate_left: bool = False,
+    with_token_logprobs: bool = False,
+) -> pa.Table:
+    encoded = encode_table(table, tokenizer, max_len, truncate_left)
+    scores = score_encoded(encoded, token_scorer, max_batch_tokens)
+    return attach_scores(table, scores, with_token_logprobs)

@@ -1,0 +1,102 @@
+"""vLLM backend: teacher-forced scoring from prompt logprobs, and sampling for rewrites.
+
+Scoring sends token prompts (we already split context/continuation on our own tokenization),
+asks for one generated token (vLLM must generate at least one), no detokenization, and reads
+`prompt_logprobs`. With prompt_logprobs=1 each position carries the actual token's logprob
+and rank, so rank 1 tells us whether the answer token was the greedy choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from pmpo_ray.config import EngineConfig, PromptFormat
+from pmpo_ray.engines.generation import generation_rows, prompt_token_ids
+from pmpo_ray.engines.models import resolve_model_path
+from pmpo_ray.engines.scoring import TokenScores, score_table
+from pmpo_ray.engines.tokenization import EncodedRequest
+
+log = logging.getLogger(__name__)
+
+
+class VllmEngine:
+    """One vLLM engine: `score` and `generate` over Arrow tables."""
+
+    def __init__(self, config: EngineConfig, prompt_format: PromptFormat | None = None):
+        # vLLM reads these at engine start; the config is the one place they are set.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(config.kv_cache_gib))))
+        from vllm import LLM
+
+        self.config = config
+        self.prompt_format = prompt_format or PromptFormat()
+        self.model_path = resolve_model_path(config.model)
+        self.llm = LLM(
+            model=self.model_path,
+            dtype="bfloat16" if config.dtype == "auto" else config.dtype,
+            max_model_len=config.model.max_model_len,
+            seed=config.seed,
+            enforce_eager=config.enforce_eager,
+            tensor_parallel_size=config.tensor_parallel_size,
+            gpu_memory_utilization=config.gpu_memory_utilization,
+            max_num_batched_tokens=max(config.max_batch_tokens, config.model.max_model_len),
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
+        return score_table(
+            requests,
+            tokenizer=self.tokenizer,
+            token_scorer=self._token_scores,
+            max_len=self.config.model.max_model_len,
+            max_batch_tokens=self.config.max_batch_tokens,
+            truncate_left=self.prompt_format.truncate_left,
+            with_token_logprobs=with_token_logprobs,
+        )
+
+    def _token_scores(self, batch: Sequence[EncodedRequest]) -> list[TokenScores]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=1, detokenize=False, temperature=0)
+        prompts = [TokensPrompt(prompt_token_ids=list(r.token_ids)) for r in batch]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [_continuation_scores(r, out.prompt_logprobs) for r, out in zip(batch, outputs)]
+
+    def generate(self, requests: pa.Table) -> pa.Table:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        token_ids = prompt_token_ids(requests, self.tokenizer, self.config.model.max_model_len)
+        prompts, params = [], []
+        for ids, row in zip(token_ids, requests.to_pylist()):
+            prompts.append(TokensPrompt(prompt_token_ids=ids))
+            params.append(
+                SamplingParams(
+                    n=row["n"],
+                    temperature=row["temperature"],
+                    top_p=row["top_p"],
+                    max_tokens=row["max_tokens"],
+                    seed=row["seed"],
+                )
+            )
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        samples = [
+            [(c.text, len(c.token_ids), c.finish_reason or "") for c in out.outputs]
+            for out in outputs
+        ]
+        return generation_rows(requests, samples)
+
+
+def _continuation_scores(request: EncodedRequest, prompt_logprobs) -> TokenScores:
+    logprobs = np.empty(request.n_continuation, dtype=np.float64)
+    greedy = np.empty(request.n_continuation, dtype=bool)
+    for offset, position in enumerate(range(request.n_context, len(request.token_ids))):
+        entry = prompt_logprobs[position][request.token_ids[position]]
+        logprobs[offset] = entry.logprob
+        greedy[offset] = entry.rank == 1
+    return logprobs, greedy
