@@ -66,6 +66,8 @@ def materialize_default_model(cache_dir: Path | None = None) -> Path:
     try:
         _convert_gguf(gguf, staging)
         (staging / COMPLETE_MARKER).write_text(f"from {gguf.name}\n")
+        if (target / COMPLETE_MARKER).exists():  # another process finished first
+            return target
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

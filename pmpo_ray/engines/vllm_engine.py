@@ -37,7 +37,7 @@ class VllmEngine:
         self.model_path = resolve_model_path(config.model)
         self.llm = LLM(
             model=self.model_path,
-            dtype="bfloat16" if config.dtype == "auto" else config.dtype,
+            dtype=_engine_dtype(config.dtype),
             max_model_len=config.model.max_model_len,
             seed=config.seed,
             enforce_eager=config.enforce_eager,
@@ -90,6 +90,16 @@ class VllmEngine:
             for out in outputs
         ]
         return generation_rows(requests, samples)
+
+
+def _engine_dtype(dtype: str) -> str:
+    """auto: bfloat16 on GPUs; float32 on CPU, where bfloat16 drifts ~0.05 nats/token from the
+    float32 reference on the default model (measured) and the model is small enough not to care."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() else "float32"
 
 
 def _continuation_scores(request: EncodedRequest, prompt_logprobs) -> TokenScores:

@@ -1,0 +1,132 @@
+"""`pmpo score`: how well does this prompt explain these answers?
+
+Scores every (input, target) example under one prompt and writes one row per example with its
+cross-entropy. It is also the quickest check that two backends agree on a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pmpo_ray.config import ScoringConfig, load_config
+from pmpo_ray.requests import score_requests
+from pmpo_ray.store import atomic_write_parquet, check_writable
+from pmpo_ray.tasks.example_files import load_examples
+
+log = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ["example_id", "input", "target", "logprob_sum", "n_tokens", "ce_mean", "is_greedy"]
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("score", help="score examples' targets under a prompt")
+    parser.add_argument("--prompt", required=True, help="prompt text, or a file holding it")
+    parser.add_argument("--data", required=True, type=Path, help=".jsonl {input,target} or BBH .json")
+    parser.add_argument("--out", required=True, type=Path, help="output .parquet file")
+    parser.add_argument("--model", help="'default', a local HF folder, or a cached hub id")
+    parser.add_argument("--backend", choices=["vllm", "hf"], help="scoring engine (default vllm)")
+    parser.add_argument("--config", type=Path, help="YAML ScoringConfig; flags override it")
+    parser.add_argument("--role", choices=["system", "user"], help="where the prompt goes")
+    parser.add_argument("--truncate-left", action="store_true", default=None,
+                        help="drop context tokens from the left instead of failing on long rows")
+    parser.add_argument("--replicas", type=int,
+                        help="score through this many Ray engine replicas instead of in-process")
+    parser.set_defaults(run=run)
+
+
+def scoring_config(args: argparse.Namespace) -> ScoringConfig:
+    overrides = {
+        "engine.backend": args.backend,
+        "engine.model.name": args.model,
+        "prompt_format.role": args.role,
+        "prompt_format.truncate_left": args.truncate_left,
+        "replicas.num_replicas": args.replicas,
+    }
+    return load_config(ScoringConfig, args.config, **overrides)
+
+
+def read_prompt(value: str) -> str:
+    path = Path(value)
+    if len(value) < 4096 and path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    config = scoring_config(args)
+    prompt = read_prompt(args.prompt)
+    examples = load_examples(args.data)
+    check_writable(args.out)
+    engine, cleanup = open_scorer(config, use_ray=args.replicas is not None)
+    try:
+        requests = score_requests(
+            engine_tokenizer(config), [("prompt", prompt)], examples,
+            task_id=args.data.stem, kind="adhoc", role=config.prompt_format.role,
+        )
+        scored = engine.score(requests)
+    finally:
+        cleanup()
+    table = per_example_table(scored, examples)
+    atomic_write_parquet(table, args.out)
+    print_summary(table, args.out)
+    return 0
+
+
+def open_scorer(config: ScoringConfig, use_ray: bool):
+    """A bare in-process engine, or a Ray replica pool; plus how to release it."""
+    if not use_ray:
+        from pmpo_ray.engines.factory import build_engine
+
+        return build_engine(config.engine, config.prompt_format), lambda: None
+    import ray
+
+    from pmpo_ray.engines.replicas import ReplicaPool
+    from pmpo_ray.ray_session import connect_ray
+
+    started = connect_ray(config.ray)
+    pool = ReplicaPool.start(config.engine, config.replicas, config.prompt_format)
+
+    def cleanup() -> None:
+        pool.shutdown()
+        if started:
+            ray.shutdown()
+
+    return pool, cleanup
+
+
+def engine_tokenizer(config: ScoringConfig):
+    """The tokenizer whose chat template renders prompts (cheap to load beside the engine)."""
+    from transformers import AutoTokenizer
+
+    from pmpo_ray.engines.models import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(config.engine.model))
+
+
+def per_example_table(scored: pa.Table, examples) -> pa.Table:
+    ce_mean = pc.divide(pc.negate(scored.column("logprob_sum")), pc.cast(scored.column("n_tokens"), pa.float64()))
+    return pa.table(
+        {
+            "example_id": scored.column("example_id"),
+            "input": [e.input for e in examples],
+            "target": [e.target for e in examples],
+            "logprob_sum": scored.column("logprob_sum"),
+            "n_tokens": scored.column("n_tokens"),
+            "ce_mean": ce_mean,
+            "is_greedy": scored.column("is_greedy"),
+        }
+    )
+
+
+def print_summary(table: pa.Table, out: Path) -> None:
+    print(f"{'example':>8}  {'tokens':>6}  {'ce/token':>9}  greedy")
+    for row in table.select(["example_id", "n_tokens", "ce_mean", "is_greedy"]).to_pylist():
+        print(f"{row['example_id']:>8}  {row['n_tokens']:>6}  {row['ce_mean']:>9.4f}  {row['is_greedy']}")
+    mean = pc.mean(table.column("ce_mean")).as_py()
+    print(f"mean cross-entropy per token over {table.num_rows} examples: {mean:.4f} nats")
+    print(f"wrote {out}")

@@ -1,0 +1,36 @@
+"""Connect to Ray: a cluster when an address is known, otherwise a local one on loopback."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pmpo_ray.config import RayConfig
+
+log = logging.getLogger(__name__)
+
+
+def connect_ray(config: RayConfig) -> bool:
+    """Initialize Ray once; returns True when this call started a local Ray.
+
+    The address comes from the config, then $RAY_ADDRESS (set by `ray job submit` and on
+    KubeRay). Without either, Ray starts on this machine, bound to 127.0.0.1 so no port
+    opens beyond loopback.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("connecting to Ray at %s", address)
+        ray.init(address=address, namespace=config.namespace, log_to_driver=True)
+        return False
+    log.info("starting a local Ray")
+    ray.init(
+        namespace=config.namespace,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=True,
+    )
+    return True
