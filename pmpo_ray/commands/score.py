@@ -82,7 +82,8 @@ def open_scorer(config: ScoringConfig, use_ray: bool):
     if not use_ray:
         from pmpo_ray.engines.factory import build_engine
 
-        return build_engine(config.engine, config.prompt_format), lambda: None
+        engine = build_engine(config.engine, config.prompt_format)
+        return engine, engine.close
     import ray
 
     from pmpo_ray.engines.replicas import ReplicaPool

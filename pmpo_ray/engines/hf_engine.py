@@ -37,6 +37,9 @@ class HfEngine:
         self.model.to(self.device).eval()
         self.pad_id = self.tokenizer.pad_token_id or 0
 
+    def close(self) -> None:
+        """Nothing runs outside this process; here for symmetry with VllmEngine."""
+
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return score_table(
             requests,

@@ -53,6 +53,9 @@ class EngineReplica:
     def get_stats(self) -> dict:
         return self.stats.as_dict()
 
+    def close(self) -> None:
+        self.engine.close()
+
 
 @dataclass
 class ReplicaStats:
@@ -167,8 +170,10 @@ class ReplicaPool:
         return ray.get([actor.get_stats.remote() for actor in self.actors])
 
     def shutdown(self) -> None:
+        """Stop each engine cleanly (its engine-core process too), then the actors."""
         import ray
 
+        ray.wait([actor.close.remote() for actor in self.actors], num_returns=len(self.actors), timeout=30)
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []

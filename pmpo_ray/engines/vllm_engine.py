@@ -47,6 +47,12 @@ class VllmEngine:
         )
         self.tokenizer = self.llm.get_tokenizer()
 
+    def close(self) -> None:
+        """Stop the engine-core process now, while logging still works (not at interpreter exit)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return score_table(
             requests,

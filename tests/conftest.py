@@ -1,0 +1,67 @@
+"""Shared fixtures: the default model's tokenizer, real engines (session-scoped, started once),
+and a local Ray on loopback that the test session stops itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pmpo_ray.requests import Example
+
+SAMPLES = Path(__file__).resolve().parents[1] / "pmpo_ray" / "tasks" / "samples" / "bbh"
+
+
+def bbh_examples(task: str, count: int) -> list[Example]:
+    examples = json.loads((SAMPLES / f"{task}.json").read_text())["examples"][:count]
+    return [Example(f"{task}-{i}", e["input"], e["target"]) for i, e in enumerate(examples)]
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    from pmpo_ray.config import ModelConfig
+    from pmpo_ray.engines.models import resolve_model_path
+
+    return resolve_model_path(ModelConfig())
+
+
+@pytest.fixture(scope="session")
+def tokenizer(model_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path)
+
+
+@pytest.fixture(scope="session")
+def hf_engine():
+    from pmpo_ray.config import EngineConfig
+    from pmpo_ray.engines.factory import build_engine
+
+    return build_engine(EngineConfig(backend="hf"))
+
+
+@pytest.fixture(scope="session")
+def vllm_engine():
+    from pmpo_ray.config import EngineConfig
+    from pmpo_ray.engines.factory import build_engine
+
+    engine = build_engine(EngineConfig(backend="vllm"))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A real local Ray (2 logical CPUs, loopback only), shut down by this process."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        namespace="pmpo-tests",
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()
