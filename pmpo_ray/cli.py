@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 
-from pmpo_ray.commands import model, score
+from pmpo_ray.commands import model, optimize, score
 from pmpo_ray.engines.models import ModelNotFoundError
 
-COMMANDS = (score, model)
+COMMANDS = (score, optimize, model)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ SCORE_RESULT_FIELDS = [
     pa.field("logprob_sum", pa.float64()),
     pa.field("n_tokens", pa.int64()),
     pa.field("is_greedy", pa.bool_()),
+    pa.field("n_input_tokens", pa.int64()),  # context + continuation: what the pass cost
 ]
 TOKEN_LOGPROBS_FIELD = pa.field("token_logprobs", pa.list_(pa.float32()))
 
@@ -62,9 +63,13 @@ REQUIRED_GENERATE_COLUMNS = ("request_id", "context")
 
 @dataclass(frozen=True)
 class Example:
+    """One labelled example: `target` is the reference (or chosen) answer; `rejected` holds
+    distractor options or rejected answers, scored only by the preference objective."""
+
     example_id: str
     input: str
     target: str
+    rejected: tuple[str, ...] = ()
 
 
 def render_context(
@@ -93,23 +98,33 @@ def score_requests(
     kind: str,
     role: Literal["system", "user"],
     first_request_id: int = 0,
+    with_rejected: bool = False,
 ) -> pa.Table:
-    """The cross product prompts x examples; `prompts` holds (candidate_id, text) pairs."""
+    """The cross product prompts x examples; `prompts` holds (candidate_id, text) pairs.
+
+    Each example gives a row for its target (weight +1) and, with `with_rejected`, one row per
+    rejected answer (weight -1) sharing the same context.
+    """
     rows = []
     for candidate_id, prompt in prompts:
         for example in examples:
-            rows.append(
-                {
-                    "request_id": first_request_id + len(rows),
-                    "task_id": task_id,
-                    "candidate_id": candidate_id,
-                    "example_id": example.example_id,
-                    "kind": kind,
-                    "context": render_context(tokenizer, prompt, example.input, role),
-                    "continuation": example.target,
-                    "weight": 1.0,
-                }
-            )
+            context = render_context(tokenizer, prompt, example.input, role)
+            answers = [(example.target, 1.0)]
+            if with_rejected:
+                answers += [(rejected, -1.0) for rejected in example.rejected]
+            for continuation, weight in answers:
+                rows.append(
+                    {
+                        "request_id": first_request_id + len(rows),
+                        "task_id": task_id,
+                        "candidate_id": candidate_id,
+                        "example_id": example.example_id,
+                        "kind": kind,
+                        "context": context,
+                        "continuation": continuation,
+                        "weight": weight,
+                    }
+                )
     return pa.Table.from_pylist(rows, schema=SCORE_REQUEST_SCHEMA)
 
 

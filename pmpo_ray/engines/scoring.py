@@ -106,13 +106,18 @@ def score_encoded(
 
 
 def attach_scores(
-    table: pa.Table, scores: Sequence[TokenScores], with_token_logprobs: bool
+    table: pa.Table,
+    encoded: Sequence[EncodedRequest],
+    scores: Sequence[TokenScores],
+    with_token_logprobs: bool,
 ) -> pa.Table:
-    """The request rows plus logprob_sum, n_tokens, is_greedy (and per-token values)."""
+    """The request rows plus logprob_sum, n_tokens, is_greedy, n_input_tokens (and per-token
+    values)."""
     logprob_sum = [float(np.sum(logprobs, dtype=np.float64)) for logprobs, _ in scores]
     n_tokens = [len(logprobs) for logprobs, _ in scores]
     is_greedy = [bool(np.all(greedy)) for _, greedy in scores]
-    columns = [logprob_sum, n_tokens, is_greedy]
+    n_input = [len(request.token_ids) for request in encoded]
+    columns = [logprob_sum, n_tokens, is_greedy, n_input]
     for field, values in zip(SCORE_RESULT_FIELDS, columns):
         table = table.append_column(field, pa.array(values, type=field.type))
     if with_token_logprobs:
@@ -135,4 +140,4 @@ def score_table(
 ) -> pa.Table:
     encoded = encode_table(table, tokenizer, max_len, truncate_left)
     scores = score_encoded(encoded, token_scorer, max_batch_tokens)
-    return attach_scores(table, scores, with_token_logprobs)
+    return attach_scores(table, encoded, scores, with_token_logprobs)

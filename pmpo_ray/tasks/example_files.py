@@ -1,7 +1,7 @@
-"""Read (input, target) examples from a file, with errors that name the file and row.
+"""Read records from an examples file, with errors that name the file and row.
 
-Two layouts: JSON Lines with one `{"input": ..., "target": ...}` object per line, and the BBH
-JSON layout `{"examples": [{"input": ..., "target": ...}, ...]}`.
+Two layouts: JSON Lines (one object per line) and the BBH JSON layout
+`{"examples": [...]}`. `builtin:` paths name samples shipped inside the package.
 """
 
 from __future__ import annotations
@@ -10,16 +10,41 @@ import json
 from pathlib import Path
 
 from pmpo_ray.requests import Example
+from pmpo_ray.tasks.formats import CONVERTERS, DataError
 
-REQUIRED_FIELDS = ("input", "target")
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+BUILTIN_PREFIX = "builtin:"
+
+__all__ = ["DataError", "load_examples", "read_records", "resolve_data_path"]
 
 
-class DataError(ValueError):
-    pass
+def resolve_data_path(reference: str | Path) -> Path:
+    text = str(reference)
+    if text.startswith(BUILTIN_PREFIX):
+        path = SAMPLES_DIR / text.removeprefix(BUILTIN_PREFIX)
+        if not path.is_file():
+            known = sorted(str(p.relative_to(SAMPLES_DIR)) for p in SAMPLES_DIR.rglob("*.json*"))
+            raise DataError(f"{text}: no such built-in sample; known: {', '.join(known)}")
+        return path
+    return Path(text).expanduser()
 
 
-def load_examples(path: Path | str) -> list[Example]:
-    path = Path(path)
+def load_examples(path: str | Path, format: str = "supervised") -> list[Example]:
+    path = resolve_data_path(path)
+    convert = CONVERTERS[format]
+    examples = []
+    for row, record in read_records(path):
+        where = f"{path}: row {row}"
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected an object, got {type(record).__name__}")
+        examples.append(convert(record, row, where))
+    ids = [e.example_id for e in examples]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: example ids are not unique")
+    return examples
+
+
+def read_records(path: Path) -> list[tuple[int, object]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -28,7 +53,7 @@ def load_examples(path: Path | str) -> list[Example]:
     records = _bbh_records(path, text) if path.suffix == ".json" else _jsonl_records(path, text)
     if not records:
         raise DataError(f"{path}: no examples")
-    return [_example(path, row, record) for row, record in records]
+    return records
 
 
 def _jsonl_records(path: Path, text: str) -> list[tuple[int, object]]:
@@ -51,19 +76,3 @@ def _bbh_records(path: Path, text: str) -> list[tuple[int, object]]:
     if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
         raise DataError(f"{path}: expected an object with an 'examples' list (BBH layout)")
     return list(enumerate(data["examples"], start=1))
-
-
-def _example(path: Path, row: int, record: object) -> Example:
-    where = f"{path}: row {row}"
-    if not isinstance(record, dict):
-        raise DataError(f"{where}: expected an object, got {type(record).__name__}")
-    for name in REQUIRED_FIELDS:
-        if name not in record:
-            raise DataError(f"{where}: field '{name}' missing (has {sorted(record)})")
-        if not isinstance(record[name], (str, int, float)) or isinstance(record[name], bool):
-            raise DataError(f"{where}: field '{name}' must be text")
-    target = str(record["target"])
-    if not target.strip():
-        raise DataError(f"{where}: field 'target' is empty")
-    example_id = str(record.get("id", row))
-    return Example(example_id=example_id, input=str(record["input"]), target=target)

@@ -1,0 +1,89 @@
+"""Benchmark: the same scoring requests through a bare engine and through a replica pool.
+
+    python -m pipelines.bench_scoring [--replicas 2] [--examples-per-task 45]
+
+Prints tokens/s of each path and their ratio, measured in this one run (the machine is shared
+and noisy; compare ratios, not absolute numbers across runs). Engines are warmed up before
+timing, so start-up cost is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from pmpo_ray.config import EngineConfig, RayConfig, ReplicaConfig
+from pmpo_ray.requests import Example, score_requests
+
+SAMPLES = Path(__file__).resolve().parents[1] / "pmpo_ray" / "tasks" / "samples" / "bbh"
+PROMPTS = [
+    ("final-only", "Read the question carefully and answer with the final answer only."),
+    ("stepwise", "Let's think step by step."),
+]
+MIN_TOKENS = 20_000
+
+
+def bench_requests(tokenizer, per_task: int):
+    examples = []
+    for path in sorted(SAMPLES.glob("*.json")):
+        rows = json.loads(path.read_text())["examples"][:per_task]
+        examples += [Example(f"{path.stem}-{i}", r["input"], r["target"]) for i, r in enumerate(rows)]
+    table = score_requests(tokenizer, PROMPTS, examples, task_id="bench", kind="adhoc", role="system")
+    texts = [c + t for c, t in zip(table.column("context").to_pylist(), table.column("continuation").to_pylist())]
+    tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    return table, tokens
+
+
+def timed(label: str, scorer, requests, tokens: int) -> float:
+    scorer.score(requests.slice(0, 4))  # warm-up: the first call pays one-off costs
+    started = time.perf_counter()
+    result = scorer.score(requests)
+    seconds = time.perf_counter() - started
+    assert result.num_rows == requests.num_rows
+    print(f"{label:<28} {tokens} tokens in {seconds:7.1f} s = {tokens / seconds:8.1f} tok/s")
+    return tokens / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--cpus-per-replica", type=float, default=1.0)
+    parser.add_argument("--examples-per-task", type=int, default=45)
+    parser.add_argument("--backend", choices=["vllm", "hf"], default="vllm")
+    args = parser.parse_args()
+
+    from pmpo_ray.engines.factory import build_engine
+
+    engine_config = EngineConfig(backend=args.backend)
+    started = time.perf_counter()
+    engine = build_engine(engine_config)
+    print(f"bare engine start: {time.perf_counter() - started:.1f} s")
+    requests, tokens = bench_requests(engine.tokenizer, args.examples_per_task)
+    if tokens < MIN_TOKENS:
+        raise SystemExit(f"only {tokens} tokens; raise --examples-per-task to reach {MIN_TOKENS}")
+    bare = timed("bare engine", engine, requests, tokens)
+    engine.close()
+    del engine
+
+    import ray
+
+    from pmpo_ray.engines.replicas import ReplicaPool
+    from pmpo_ray.ray_session import connect_ray
+
+    connect_ray(RayConfig())
+    replicas = ReplicaConfig(num_replicas=args.replicas, num_cpus=args.cpus_per_replica)
+    started = time.perf_counter()
+    pool = ReplicaPool.start(engine_config, replicas)
+    print(f"pool of {args.replicas} start: {time.perf_counter() - started:.1f} s")
+    pooled = timed(f"pool of {args.replicas} replicas", pool, requests, tokens)
+    for index, stats in enumerate(pool.stats()):
+        print(f"  replica {index}: {stats['calls']} calls, {stats['rows']} rows, busy {stats['busy_seconds']:.1f} s")
+    pool.shutdown()
+    ray.shutdown()
+    print(f"pool / bare throughput ratio: {pooled / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What an optimization leaves behind: every candidate, analysis, rejection and cost, frozen.
+
+Plain dataclasses of plain values, so a run can be written as Parquet/JSON and read back
+without pickle, and compared field by field across runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from pmpo_ray.pmpo.select import Candidate
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Work done; forward passes count scored rows (one teacher-forced pass each)."""
+
+    forward_passes: int = 0
+    tokens_scored: int = 0
+    generation_requests: int = 0
+    tokens_generated: int = 0
+    wall_seconds: float = 0.0
+
+    def __add__(self, other: "Budget") -> "Budget":
+        return Budget(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Mask-guided importance of one prompt's units."""
+
+    candidate_id: str
+    method: str  # "model" | "sentences"
+    rejected_reason: str  # why the model's segmentation was not used ("" if it was)
+    units: tuple[str, ...]
+    deltas: tuple[float, ...]
+    text: str  # what the rewriter reads
+
+
+@dataclass(frozen=True)
+class RejectedRewrite:
+    parent_id: str
+    example_id: str
+    reason: str
+    output: str
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    iteration: int
+    parent_ids: tuple[str, ...]
+    hard_cases: dict[str, tuple[str, ...]]  # parent id -> example ids, hardest first
+    analyses: tuple[Analysis, ...]
+    candidates: tuple[Candidate, ...]  # the incumbents plus every scored variant
+    hard_case_of: dict[str, str]  # variant id -> example id it was rewritten from
+    rejected: tuple[RejectedRewrite, ...]
+    population: tuple[str, ...]  # candidate ids kept after this iteration, best first
+    best_loss: float
+    improved: bool
+    budget: Budget
+
+
+@dataclass(frozen=True)
+class OptimizationResult:
+    task_id: str
+    seed: int
+    initial: Candidate
+    best: Candidate
+    population: tuple[Candidate, ...]
+    history: tuple[IterationRecord, ...]
+    lineage: dict[str, str | None] = field(default_factory=dict)  # candidate -> parent
+    budget: Budget = field(default_factory=Budget)
+    stop_reason: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)

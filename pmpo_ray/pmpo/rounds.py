@@ -1,0 +1,80 @@
+"""Drive task runs round by round: one generation call and one scoring call per round, for
+all active tasks together, however many tasks there are.
+
+The engines are anything with `generate(table)` / `score(table)`: a bare engine, a replica
+pool, or a Ray Data fan-out over a pool. Request ids are renumbered into one table and mapped
+back, so each task sees only its own rows.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pmpo_ray.pmpo.records import OptimizationResult
+from pmpo_ray.pmpo.task_run import TaskRun
+from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
+
+RoundCallback = Callable[[int, Sequence[TaskRun]], None]
+
+
+def combine_requests(tables: Sequence[pa.Table]) -> tuple[pa.Table, list[int]]:
+    """One table with request ids made unique by offsetting each task's local ids."""
+    offsets, parts, offset = [], [], 0
+    for table in tables:
+        offsets.append(offset)
+        ids = pc.add(table.column("request_id"), pa.scalar(offset, pa.int64()))
+        parts.append(table.set_column(table.schema.get_field_index("request_id"), "request_id", ids))
+        offset += table.num_rows
+    if not parts:
+        return pa.table({}), []
+    return pa.concat_tables(parts), offsets
+
+
+def split_results(result: pa.Table, offsets: Sequence[int], sizes: Sequence[int]) -> list[pa.Table]:
+    """Each task's rows of a combined result, with its local request ids restored."""
+    ids = result.column("request_id")
+    parts = []
+    for offset, size in zip(offsets, sizes):
+        mask = pc.and_(
+            pc.greater_equal(ids, offset), pc.less(ids, offset + size)
+        )
+        part = result.filter(mask)
+        local = pc.subtract(part.column("request_id"), pa.scalar(offset, pa.int64()))
+        parts.append(part.set_column(part.schema.get_field_index("request_id"), "request_id", local))
+    return parts
+
+
+def run_stage(
+    tables: Sequence[pa.Table], call: Callable[[pa.Table], pa.Table], empty: pa.Table
+) -> list[pa.Table]:
+    """Send every task's requests through one engine call (none when nobody asked)."""
+    combined, offsets = combine_requests(tables)
+    if combined.num_rows == 0:
+        return [empty for _ in tables]
+    return split_results(call(combined), offsets, [t.num_rows for t in tables])
+
+
+def run_rounds(
+    runs: Sequence[TaskRun],
+    *,
+    generator,
+    scorer,
+    on_round: RoundCallback | None = None,
+) -> list[OptimizationResult]:
+    round_index = 0
+    while active := [run for run in runs if not run.done]:
+        round_index += 1
+        plans = [run.plan_generation() for run in active]
+        no_samples = GENERATE_RESULT_SCHEMA.empty_table()
+        for run, generated in zip(active, run_stage(plans, generator.generate, no_samples)):
+            run.take_generations(generated)
+        requests = [r.plan_scoring() for r in active]
+        empty_scored = pa.table({"request_id": pa.array([], pa.int64())})
+        for run, scored in zip(active, run_stage(requests, scorer.score, empty_scored)):
+            run.take_scores(scored)
+        if on_round is not None:
+            on_round(round_index, runs)
+    return [run.result() for run in runs]
