@@ -35,10 +35,8 @@ test-fast: setup
 
 demo: setup
 	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/pmpo score --backend vllm \
-		--prompt "Answer with Yes or No only." \
-		--data pmpo_ray/tasks/samples/bbh/navigate.json \
-		--out $(DEMO_OUT)/navigate-scores.parquet
+	$(VENV)/bin/pmpo optimize pipelines/tasks/navigate.yaml --iterations 3 \
+		--out $(DEMO_OUT)/navigate --overwrite
 
 bench: setup
 	$(PY) -m pipelines.bench_scoring

@@ -27,3 +27,55 @@ class FakeTokenScorer:
             logprobs = np.array([token_value(request.token_ids[p], p) for p in positions])
             results.append((logprobs, logprobs > -1.0))
         return results[:-1] if self.drop_last else results
+
+
+class FakeEngine:
+    """Scorer and Generator over Arrow tables, scripted, for unit tests of the optimizer loop.
+
+    Scoring: every continuation word costs 2 nats, or 1 nat when the context contains one of
+    `good_words`, so prompts holding those words win. Generation: `respond(context, seed, index)`
+    returns each sample's text.
+    """
+
+    def __init__(self, respond, good_words=("carefully",), finish_reason="stop"):
+        self.respond = respond
+        self.finish_reason = finish_reason
+        self.good_words = good_words
+        self.score_calls: list[int] = []
+        self.generate_calls: list[int] = []
+
+    def score(self, requests, with_token_logprobs=False):
+        import pyarrow as pa
+
+        self.score_calls.append(requests.num_rows)
+        rows = requests.to_pylist()
+        logprob_sum, n_tokens, n_input = [], [], []
+        for row in rows:
+            words = len(row["continuation"].split())
+            cost = 1.0 if any(w in row["context"] for w in self.good_words) else 2.0
+            logprob_sum.append(-cost * words)
+            n_tokens.append(words)
+            n_input.append(len(row["context"].split()) + words)
+        return (
+            requests.append_column("logprob_sum", pa.array(logprob_sum, pa.float64()))
+            .append_column("n_tokens", pa.array(n_tokens, pa.int64()))
+            .append_column("is_greedy", pa.array([False] * len(rows)))
+            .append_column("n_input_tokens", pa.array(n_input, pa.int64()))
+        )
+
+    def generate(self, requests):
+        import pyarrow as pa
+
+        from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
+
+        self.generate_calls.append(requests.num_rows)
+        out = []
+        for row in requests.to_pylist():
+            for index in range(row["n"]):
+                text = self.respond(row["context"], row["seed"], index)
+                out.append({"request_id": row["request_id"], "sample_index": index, "text": text,
+                            "n_tokens": len(text.split()), "finish_reason": self.finish_reason})
+        return pa.Table.from_pylist(out, schema=GENERATE_RESULT_SCHEMA)
+
+    def close(self):
+        pass

@@ -30,7 +30,7 @@ def combine_requests(tables: Sequence[pa.Table]) -> tuple[pa.Table, list[int]]:
         offset += table.num_rows
     if not parts:
         return pa.table({}), []
-    return pa.concat_tables(parts), offsets
+    return pa.concat_tables(parts, promote_options="default"), offsets
 
 
 def split_results(result: pa.Table, offsets: Sequence[int], sizes: Sequence[int]) -> list[pa.Table]:

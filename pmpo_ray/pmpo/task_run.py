@@ -31,7 +31,12 @@ from pmpo_ray.pmpo.records import (
     OptimizationResult,
     RejectedRewrite,
 )
-from pmpo_ray.pmpo.rewrite import rewrite_request, vet_rewrite
+from pmpo_ray.pmpo.rewrite import (
+    RESPONSE_PREFILL,
+    complete_prefilled,
+    rewrite_request,
+    vet_rewrite,
+)
 from pmpo_ray.pmpo.select import Candidate, best_candidate, hard_cases, update_population
 from pmpo_ray.requests import GENERATE_REQUEST_SCHEMA, render_context, score_requests
 from pmpo_ray.tasks.task import Task
@@ -56,6 +61,7 @@ class TaskRun:
         self.initial: Candidate | None = None
         self.example_losses: dict[str, dict[str, float]] = {}  # candidate -> example -> loss
         self.analyses: dict[str, Analysis] = {}
+        self.scored_texts: set[str] = {task.initial_prompt.strip()}
         self.history: list[IterationRecord] = []
         self.lineage: dict[str, str | None] = {INITIAL_ID: None}
         self.budget = Budget()
@@ -80,9 +86,11 @@ class TaskRun:
     def take_generations(self, generated: pa.Table) -> None:
         tokens = sum(generated.column("n_tokens").to_pylist())
         self._count(generation_requests=len(self._pending), tokens_generated=tokens)
+        prefill = RESPONSE_PREFILL[self.config.meta_prompt] if self.phase == "rewrite" else ""
         texts: dict[int, list[str]] = {}
         for row in generated.to_pylist():
-            texts.setdefault(row["request_id"], []).append(row["text"])
+            text = complete_prefilled(prefill, row["text"], row["finish_reason"] == "stop")
+            texts.setdefault(row["request_id"], []).append(text)
         if self.phase == "analyze":
             self._segmentations = {self._pending[i]: texts.get(i, [None])[0] for i in self._pending}
         else:
@@ -176,13 +184,20 @@ class TaskRun:
                     mask_analysis=self.analyses[parent.candidate_id].text, current_prompt=parent.text,
                 )
                 seed = self.config.seed * 1_000_003 + iteration * 1_000 + len(rows)
-                rows.append(self._generation_row(len(rows), request, n=self.config.rewrites_per_case, temperature=self.config.temperature, max_tokens=self.config.max_rewrite_tokens, seed=seed))
+                rows.append(
+                    self._generation_row(
+                        len(rows), request, n=self.config.rewrites_per_case,
+                        temperature=self.config.temperature, max_tokens=self.config.max_rewrite_tokens,
+                        seed=seed, prefill=RESPONSE_PREFILL[self.config.meta_prompt],
+                    )
+                )
                 self._pending[len(rows) - 1] = (parent.candidate_id, example_id)
         return rows
 
     def _vet(self, texts: dict[int, list[str]]) -> tuple[list[Candidate], list[RejectedRewrite]]:
         iteration = len(self.history) + 1
-        seen = {c.text.strip() for c in self.population}
+        # Every prompt scored so far: its loss is known, so a repeat would only cost a pass.
+        seen = set(self.scored_texts)
         variants, rejected, self._hard_case_of = [], [], {}
         by_id = {c.candidate_id: c for c in self.population}
         for request_id, (parent_id, example_id) in self._pending.items():
@@ -208,6 +223,7 @@ class TaskRun:
         ]
         for candidate in scored:
             self.lineage[candidate.candidate_id] = candidate.parent_id
+            self.scored_texts.add(candidate.text.strip())
         before = self.population
         self.population = update_population(before, scored, self.config.population_size)
         improved = self.population[0].loss < before[0].loss
@@ -254,8 +270,12 @@ class TaskRun:
 
     # ----- bookkeeping ----------------------------------------------------------------------
 
-    def _generation_row(self, index: int, context_text: str, *, n: int, temperature: float, max_tokens: int, seed: int = 0) -> dict:
-        context = render_context(self.tokenizer, "", context_text, "user")
+    def _generation_row(
+        self, index: int, message: str, *, n: int, temperature: float, max_tokens: int,
+        seed: int = 0, prefill: str = "",
+    ) -> dict:
+        """A generation request whose user message is `message`; the answer starts with `prefill`."""
+        context = render_context(self.tokenizer, "", message, "user") + prefill
         return {
             "request_id": index, "task_id": self.task.task_id, "context": context, "n": n,
             "temperature": temperature, "top_p": self.config.top_p if temperature > 0 else 1.0,

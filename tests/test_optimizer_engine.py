@@ -1,0 +1,40 @@
+"""Two PMPO iterations on a built-in BBH sample with the real default model and vLLM."""
+
+import math
+
+import pytest
+
+from pmpo_ray.config import PromptFormat
+from pmpo_ray.pmpo.config import OptimizerConfig
+from pmpo_ray.pmpo.rounds import run_rounds
+from pmpo_ray.pmpo.task_run import TaskRun
+from pmpo_ray.tasks.config import TaskConfig
+from pmpo_ray.tasks.task import load_task
+
+pytestmark = pytest.mark.engine
+
+
+def test_two_iterations_on_navigate(vllm_engine):
+    task = load_task(
+        TaskConfig(
+            name="navigate", data="builtin:bbh/navigate.json", format="multiple_choice",
+            description="Decide whether the instructions return you to the starting point.",
+            initial_prompt="Let's think step by step.", max_train=8,
+        )
+    )
+    config = OptimizerConfig(iterations=2, hard_cases=2, rewrites_per_case=3, max_rewrite_tokens=96, seed=1)
+    run = TaskRun(task, config, vllm_engine.tokenizer, PromptFormat())
+    [result] = run_rounds([run], generator=vllm_engine, scorer=vllm_engine)
+
+    assert len(result.history) == 2
+    assert result.best.loss <= result.initial.loss
+    for record in result.history:
+        assert len(record.candidates) + len(record.rejected) == len(record.parent_ids) * (1 + 2 * 3)
+        assert all(math.isfinite(c.loss) and c.loss > 0 for c in record.candidates)
+        assert record.analyses and record.analyses[0].method in ("model", "sentences")
+        assert record.budget.generation_requests > 0 and record.budget.tokens_generated > 0
+    assert result.budget.forward_passes >= 2 * len(task.train)  # the initial prompt, its masks
+    for candidate_id, parent in result.lineage.items():
+        assert parent is None or parent in result.lineage
+    # greedy selection keeps the lowest loss ever scored
+    assert result.best.loss == min(c.loss for r in result.history for c in r.candidates)
