@@ -29,9 +29,18 @@ def bench_requests(tokenizer, per_task: int):
     examples = []
     for path in sorted(SAMPLES.glob("*.json")):
         rows = json.loads(path.read_text())["examples"][:per_task]
-        examples += [Example(f"{path.stem}-{i}", r["input"], r["target"]) for i, r in enumerate(rows)]
-    table = score_requests(tokenizer, PROMPTS, examples, task_id="bench", kind="adhoc", role="system")
-    texts = [c + t for c, t in zip(table.column("context").to_pylist(), table.column("continuation").to_pylist())]
+        examples += [
+            Example(f"{path.stem}-{i}", r["input"], r["target"]) for i, r in enumerate(rows)
+        ]
+    table = score_requests(
+        tokenizer, PROMPTS, examples, task_id="bench", kind="adhoc", role="system"
+    )
+    texts = [
+        c + t
+        for c, t in zip(
+            table.column("context").to_pylist(), table.column("continuation").to_pylist()
+        )
+    ]
     tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     return table, tokens
 
@@ -79,7 +88,9 @@ def main() -> None:
     print(f"pool of {args.replicas} start: {time.perf_counter() - started:.1f} s")
     pooled = timed(f"pool of {args.replicas} replicas", pool, requests, tokens)
     for index, stats in enumerate(pool.stats()):
-        print(f"  replica {index}: {stats['calls']} calls, {stats['rows']} rows, busy {stats['busy_seconds']:.1f} s")
+        print(
+            f"  replica {index}: {stats['calls']} calls, {stats['rows']} rows, busy {stats['busy_seconds']:.1f} s"
+        )
     pool.shutdown()
     ray.shutdown()
     print(f"pool / bare throughput ratio: {pooled / bare:.2f}")

@@ -72,9 +72,7 @@ class Example:
     rejected: tuple[str, ...] = ()
 
 
-def render_context(
-    tokenizer, prompt: str, user_input: str, role: Literal["system", "user"]
-) -> str:
+def render_context(tokenizer, prompt: str, user_input: str, role: Literal["system", "user"]) -> str:
     """The chat-template text the model reads before the assistant's answer.
 
     An empty prompt renders without a system message, so the "no instruction" baseline gets

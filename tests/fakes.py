@@ -73,8 +73,15 @@ class FakeEngine:
         for row in requests.to_pylist():
             for index in range(row["n"]):
                 text = self.respond(row["context"], row["seed"], index)
-                out.append({"request_id": row["request_id"], "sample_index": index, "text": text,
-                            "n_tokens": len(text.split()), "finish_reason": self.finish_reason})
+                out.append(
+                    {
+                        "request_id": row["request_id"],
+                        "sample_index": index,
+                        "text": text,
+                        "n_tokens": len(text.split()),
+                        "finish_reason": self.finish_reason,
+                    }
+                )
         return pa.Table.from_pylist(out, schema=GENERATE_RESULT_SCHEMA)
 
     def close(self):

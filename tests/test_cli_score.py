@@ -16,7 +16,9 @@ def test_bad_data_fails_before_loading_a_model_and_writes_nothing(tmp_path, caps
     data = tmp_path / "d.jsonl"
     write_jsonl(data, [{"input": "a", "target": "b"}, {"input": "c", "target": ""}])
     out = tmp_path / "scores.parquet"
-    code = main(["score", "--prompt", "p", "--data", str(data), "--out", str(out), "--backend", "hf"])
+    code = main(
+        ["score", "--prompt", "p", "--data", str(data), "--out", str(out), "--backend", "hf"]
+    )
     assert code == 2
     assert "d.jsonl: row 2: field 'target' is empty" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [data]
@@ -25,7 +27,19 @@ def test_bad_data_fails_before_loading_a_model_and_writes_nothing(tmp_path, caps
 def test_unknown_backend_in_config_names_the_field(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("engine:\n  backend: tgi\n")
-    code = main(["score", "--prompt", "p", "--data", "x.jsonl", "--out", str(tmp_path / "o.parquet"), "--config", str(config)])
+    code = main(
+        [
+            "score",
+            "--prompt",
+            "p",
+            "--data",
+            "x.jsonl",
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--config",
+            str(config),
+        ]
+    )
     assert code == 2
     assert "field 'engine.backend'" in capsys.readouterr().err
 
@@ -39,20 +53,40 @@ def test_unknown_backend_flag_is_rejected():
 def test_missing_output_folder_is_reported(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     write_jsonl(data, [{"input": "a", "target": "b"}])
-    code = main(["score", "--prompt", "p", "--data", str(data), "--out", str(tmp_path / "no" / "o.parquet")])
+    code = main(
+        ["score", "--prompt", "p", "--data", str(data), "--out", str(tmp_path / "no" / "o.parquet")]
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.engine
 def test_score_command_writes_one_row_per_example(tmp_path):
     data = tmp_path / "d.jsonl"
-    write_jsonl(data, [{"input": "2 + 2 =", "target": "4"}, {"input": "Capital of France?", "target": "Paris"}])
+    write_jsonl(
+        data,
+        [{"input": "2 + 2 =", "target": "4"}, {"input": "Capital of France?", "target": "Paris"}],
+    )
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("Answer briefly.\n")
     out = tmp_path / "scores.parquet"
     result = subprocess.run(
-        [sys.executable, "-m", "pmpo_ray.cli", "score", "--backend", "hf", "--prompt", str(prompt), "--data", str(data), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pmpo_ray.cli",
+            "score",
+            "--backend",
+            "hf",
+            "--prompt",
+            str(prompt),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     table = pq.read_table(out).to_pylist()

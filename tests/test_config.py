@@ -1,5 +1,4 @@
 import pytest
-from pydantic import BaseModel
 
 from pmpo_ray import config as config_module
 from pmpo_ray.config import EngineConfig, FrozenConfig, ScoringConfig, load_config
@@ -7,7 +6,8 @@ from pmpo_ray.config import EngineConfig, FrozenConfig, ScoringConfig, load_conf
 
 def all_config_classes():
     return [
-        value for value in vars(config_module).values()
+        value
+        for value in vars(config_module).values()
         if isinstance(value, type) and issubclass(value, FrozenConfig) and value is not FrozenConfig
     ]
 
@@ -41,8 +41,14 @@ def test_unknown_backend_is_named(tmp_path):
 def test_overrides_win_over_the_file(tmp_path):
     path = tmp_path / "scoring.yaml"
     path.write_text("engine:\n  backend: hf\n  seed: 5\n")
-    config = load_config(ScoringConfig, path, **{"engine.backend": "vllm", "engine.model.name": "/m"})
-    assert (config.engine.backend, config.engine.seed, config.engine.model.name) == ("vllm", 5, "/m")
+    config = load_config(
+        ScoringConfig, path, **{"engine.backend": "vllm", "engine.model.name": "/m"}
+    )
+    assert (config.engine.backend, config.engine.seed, config.engine.model.name) == (
+        "vllm",
+        5,
+        "/m",
+    )
 
 
 def test_unreadable_and_malformed_files(tmp_path):

@@ -15,7 +15,10 @@ pytestmark = pytest.mark.engine
 
 PROMPTS = [
     ("plain", "Answer the question."),
-    ("format", "Answer with exactly one of the listed options, or a single number. No explanation."),
+    (
+        "format",
+        "Answer with exactly one of the listed options, or a single number. No explanation.",
+    ),
 ]
 
 
@@ -26,7 +29,9 @@ def bbh_requests(tokenizer):
         *bbh_examples("sports_understanding", 20),
         *bbh_examples("object_counting", 20),
     ]
-    return score_requests(tokenizer, PROMPTS, examples, task_id="bbh", kind="candidate", role="system")
+    return score_requests(
+        tokenizer, PROMPTS, examples, task_id="bbh", kind="candidate", role="system"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +81,15 @@ def test_shuffled_lengths_come_back_in_order_exactly_once(bbh_requests, scored_b
     shuffled = bbh_requests.take(pa.array(order))
     result = vllm_engine.score(shuffled)
     assert result.column("request_id").to_pylist() == shuffled.column("request_id").to_pylist()
-    reference = dict(zip(scored_both[1].column("request_id").to_pylist(), scored_both[1].column("logprob_sum").to_pylist()))
-    for request_id, value in zip(result.column("request_id").to_pylist(), result.column("logprob_sum").to_pylist()):
+    reference = dict(
+        zip(
+            scored_both[1].column("request_id").to_pylist(),
+            scored_both[1].column("logprob_sum").to_pylist(),
+        )
+    )
+    for request_id, value in zip(
+        result.column("request_id").to_pylist(), result.column("logprob_sum").to_pylist()
+    ):
         assert value == pytest.approx(reference[request_id], abs=1e-4)
 
 
@@ -85,7 +97,14 @@ def test_greedy_flag_matches_greedy_generation(tokenizer, vllm_engine):
     context = render_context(tokenizer, "Answer with Yes or No.", "Is the sky blue?", "system")
     generated = vllm_engine.generate(generate_requests([context], task_id="t", max_tokens=3))
     answer = generated.column("text")[0].as_py()
-    table = score_requests(tokenizer, [("p", "Answer with Yes or No.")], [Example("0", "Is the sky blue?", answer)], task_id="t", kind="adhoc", role="system")
+    table = score_requests(
+        tokenizer,
+        [("p", "Answer with Yes or No.")],
+        [Example("0", "Is the sky blue?", answer)],
+        task_id="t",
+        kind="adhoc",
+        role="system",
+    )
     assert vllm_engine.score(table).column("is_greedy").to_pylist() == [True]
 
 
@@ -93,8 +112,13 @@ def test_greedy_flag_matches_greedy_generation(tokenizer, vllm_engine):
 def test_too_long_request_names_the_row_and_excess(request, tokenizer, backend):
     engine = request.getfixturevalue(f"{backend}_engine")
     examples = [Example("ok", "Hi", "Hello"), Example("huge", "word " * 2100, "yes")]
-    table = score_requests(tokenizer, [("p", "x")], examples, task_id="t", kind="adhoc", role="system")
-    with pytest.raises(RequestTooLongError, match=r"example 'huge'\): \d+ tokens, \d+ over the model's window of 2048"):
+    table = score_requests(
+        tokenizer, [("p", "x")], examples, task_id="t", kind="adhoc", role="system"
+    )
+    with pytest.raises(
+        RequestTooLongError,
+        match=r"example 'huge'\): \d+ tokens, \d+ over the model's window of 2048",
+    ):
         engine.score(table)
 
 
@@ -102,7 +126,14 @@ def test_truncate_left_scores_the_long_row(tokenizer, model_path):
     from pmpo_ray.engines.hf_engine import HfEngine
 
     engine = HfEngine(EngineConfig(backend="hf"), PromptFormat(truncate_left=True))
-    table = score_requests(tokenizer, [("p", "x")], [Example("huge", "word " * 2100, "yes")], task_id="t", kind="adhoc", role="system")
+    table = score_requests(
+        tokenizer,
+        [("p", "x")],
+        [Example("huge", "word " * 2100, "yes")],
+        task_id="t",
+        kind="adhoc",
+        role="system",
+    )
     assert engine.score(table).column("n_tokens").to_pylist() == [1]
 
 
@@ -110,7 +141,9 @@ def test_truncate_left_scores_the_long_row(tokenizer, model_path):
 def test_generation_is_seeded_and_returns_n_samples(request, tokenizer, backend):
     engine = request.getfixturevalue(f"{backend}_engine")
     context = render_context(tokenizer, "", "Write one word about the sea.", "system")
-    table = generate_requests([context, context], task_id="t", n=3, temperature=1.0, max_tokens=8, seed=11)
+    table = generate_requests(
+        [context, context], task_id="t", n=3, temperature=1.0, max_tokens=8, seed=11
+    )
     first, second = engine.generate(table), engine.generate(table)
     assert first.column("request_id").to_pylist() == [0, 0, 0, 1, 1, 1]
     assert first.column("text").to_pylist() == second.column("text").to_pylist()

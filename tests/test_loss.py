@@ -19,8 +19,16 @@ def scored_table(rows: list[tuple[str, str, float, float, int]]) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
-                "request_id": i, "task_id": "t", "candidate_id": c, "example_id": e, "kind": "candidate",
-                "context": "ctx", "continuation": "ans", "weight": w, "logprob_sum": lp, "n_tokens": n,
+                "request_id": i,
+                "task_id": "t",
+                "candidate_id": c,
+                "example_id": e,
+                "kind": "candidate",
+                "context": "ctx",
+                "continuation": "ans",
+                "weight": w,
+                "logprob_sum": lp,
+                "n_tokens": n,
                 "is_greedy": False,
             }
             for i, (c, e, w, lp, n) in enumerate(rows)

@@ -30,7 +30,10 @@ def test_good_segmentation_maps_to_exact_spans():
         ("You are a judge. Answer Yes or No.", "no <mask> units"),
         ("<mask>You are a judge.", "unbalanced"),
         ("You are a judge.</mask>", "unbalanced"),
-        ("<mask>You</mask><mask>are</mask><mask>a</mask><mask>judge.</mask><mask>Answer</mask><mask>Yes</mask>", "too many"),
+        (
+            "<mask>You</mask><mask>are</mask><mask>a</mask><mask>judge.</mask><mask>Answer</mask><mask>Yes</mask>",
+            "too many",
+        ),
         ("<mask>  </mask>", "empty"),
     ],
 )

@@ -14,7 +14,9 @@ from pmpo_ray.engines.models import (
 
 def test_unknown_hub_id_says_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(ModelNotFoundError, match="not in the local Hugging Face cache.*local folder"):
+    with pytest.raises(
+        ModelNotFoundError, match="not in the local Hugging Face cache.*local folder"
+    ):
         resolve_model_path(ModelConfig(name="someone/never-cached-model"))
 
 

@@ -17,12 +17,17 @@ pytestmark = pytest.mark.engine
 def test_two_iterations_on_navigate(vllm_engine):
     task = load_task(
         TaskConfig(
-            name="navigate", data="builtin:bbh/navigate.json", format="multiple_choice",
+            name="navigate",
+            data="builtin:bbh/navigate.json",
+            format="multiple_choice",
             description="Decide whether the instructions return you to the starting point.",
-            initial_prompt="Let's think step by step.", max_train=8,
+            initial_prompt="Let's think step by step.",
+            max_train=8,
         )
     )
-    config = OptimizerConfig(iterations=2, hard_cases=2, rewrites_per_case=3, max_rewrite_tokens=96, seed=1)
+    config = OptimizerConfig(
+        iterations=2, hard_cases=2, rewrites_per_case=3, max_rewrite_tokens=96, seed=1
+    )
     run = TaskRun(task, config, vllm_engine.tokenizer, PromptFormat())
     [result] = run_rounds([run], generator=vllm_engine, scorer=vllm_engine)
 

@@ -1,7 +1,6 @@
 """The PMPO loop's logic with a scripted engine: selection, records, budgets, bad input."""
 
 import math
-import re
 
 import pytest
 
@@ -17,7 +16,9 @@ from tests.fakes import FakeEngine
 
 
 def make_task(n_train=6, task_id="toy", fmt="supervised", rejected=()):
-    train = tuple(Example(str(i), f"question {i}", "the answer " * (i + 1), rejected) for i in range(n_train))
+    train = tuple(
+        Example(str(i), f"question {i}", "the answer " * (i + 1), rejected) for i in range(n_train)
+    )
     test = (Example("t0", "held out", "answer", rejected),)
     return Task(task_id, fmt, "answer questions", "Think.", train, test)
 
@@ -66,7 +67,9 @@ def test_two_iterations_record_everything_and_improve():
     assert first.analyses[0].units == ("Think.",)
     assert first.analyses[0].method == "model"
     for candidate_id, parent in result.lineage.items():
-        assert parent is None or parent in result.lineage, f"{candidate_id} has unknown parent {parent}"
+        assert parent is None or parent in result.lineage, (
+            f"{candidate_id} has unknown parent {parent}"
+        )
     assert result.budget.forward_passes == sum(engine.score_calls)
     assert result.budget.tokens_generated > 0 and result.budget.tokens_scored > 0
 
@@ -93,7 +96,9 @@ def test_same_seed_same_run_and_seed_matters():
     "style, finish_reason", [("long", "stop"), ("short", "length")], ids=["no-tag", "cut-off"]
 )
 def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_reason):
-    engine = FakeEngine(lambda context, seed, index: "I cannot help with that.", finish_reason=finish_reason)
+    engine = FakeEngine(
+        lambda context, seed, index: "I cannot help with that.", finish_reason=finish_reason
+    )
     result = optimize(make_task(), engine, iterations=3, meta_prompt=style)
     assert len(result.history) == 3
     assert result.best.candidate_id == "init"
@@ -112,7 +117,10 @@ def test_patience_stops_early():
 
 
 def test_too_few_training_examples_for_k():
-    with pytest.raises(ValueError, match=r"task 'toy': 3 hard cases need at least 3 training examples; the training split has 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"task 'toy': 3 hard cases need at least 3 training examples; the training split has 2",
+    ):
         TaskRun(make_task(n_train=2), OptimizerConfig(), engine_tokenizer(), PromptFormat())
 
 
@@ -155,10 +163,20 @@ def test_preference_objective_scores_rejected_answers():
 
 def test_several_tasks_share_each_engine_call():
     engine = FakeEngine(rewriting)
-    runs = [TaskRun(make_task(task_id=f"task{i}"), OptimizerConfig(iterations=2), engine_tokenizer(), PromptFormat()) for i in range(3)]
+    runs = [
+        TaskRun(
+            make_task(task_id=f"task{i}"),
+            OptimizerConfig(iterations=2),
+            engine_tokenizer(),
+            PromptFormat(),
+        )
+        for i in range(3)
+    ]
     results = run_rounds(runs, generator=engine, scorer=engine)
     alone = optimize(make_task(task_id="task0"), FakeEngine(rewriting))
     assert len(engine.score_calls) == 3
     assert [r.task_id for r in results] == ["task0", "task1", "task2"]
     assert results[0].best.loss == alone.best.loss
-    assert [c.text for c in results[0].history[-1].candidates] == [c.text for c in alone.history[-1].candidates]
+    assert [c.text for c in results[0].history[-1].candidates] == [
+        c.text for c in alone.history[-1].candidates
+    ]

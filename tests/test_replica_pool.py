@@ -20,20 +20,33 @@ def pool(local_ray):
 
 def test_pool_of_two_matches_the_bare_engine(pool, vllm_engine, tokenizer):
     examples = bbh_examples("hyperbaton", 15) + bbh_examples("boolean_expressions", 15)
-    requests = score_requests(tokenizer, [("a", "Answer."), ("b", "")], examples, task_id="t", kind="candidate", role="system")
+    requests = score_requests(
+        tokenizer,
+        [("a", "Answer."), ("b", "")],
+        examples,
+        task_id="t",
+        kind="candidate",
+        role="system",
+    )
     expected = vllm_engine.score(requests)
     got = pool.score(requests)
     assert got.column("request_id").to_pylist() == requests.column("request_id").to_pylist()
     assert got.column("n_tokens").to_pylist() == expected.column("n_tokens").to_pylist()
-    assert got.column("logprob_sum").to_pylist() == pytest.approx(expected.column("logprob_sum").to_pylist(), abs=1e-3)
+    assert got.column("logprob_sum").to_pylist() == pytest.approx(
+        expected.column("logprob_sum").to_pylist(), abs=1e-3
+    )
     stats = pool.stats()
     assert all(s["calls"] > 0 for s in stats), f"a replica got no work: {stats}"
     assert sum(s["rows"] for s in stats) == requests.num_rows
 
 
 def test_pool_generation_matches_the_bare_engine(pool, vllm_engine, tokenizer):
-    contexts = [render_context(tokenizer, "", f"Name a colour number {i}.", "system") for i in range(9)]
+    contexts = [
+        render_context(tokenizer, "", f"Name a colour number {i}.", "system") for i in range(9)
+    ]
     requests = generate_requests(contexts, task_id="t", n=2, temperature=0.8, max_tokens=6, seed=3)
     got = pool.generate(requests)
     assert got.column("request_id").to_pylist() == [i for i in range(9) for _ in range(2)]
-    assert got.column("text").to_pylist() == vllm_engine.generate(requests).column("text").to_pylist()
+    assert (
+        got.column("text").to_pylist() == vllm_engine.generate(requests).column("text").to_pylist()
+    )

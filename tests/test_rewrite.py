@@ -23,10 +23,15 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def vet(output: str, *, current: str = "Old prompt.", seen: set[str] | None = None, limit: int = 50) -> Vetted:
+def vet(
+    output: str, *, current: str = "Old prompt.", seen: set[str] | None = None, limit: int = 50
+) -> Vetted:
     return vet_rewrite(
-        output, current_prompt=current, seen=seen if seen is not None else set(),
-        max_prompt_tokens=limit, count_tokens=word_count,
+        output,
+        current_prompt=current,
+        seen=seen if seen is not None else set(),
+        max_prompt_tokens=limit,
+        count_tokens=word_count,
     )
 
 
@@ -60,7 +65,17 @@ def test_braces_and_placeholder_text_inside_fields_survive(style):
 
 def test_long_template_asks_for_diagnosis_strategies_and_no_overfitting():
     request = rewrite_request("long", **FIELDS).lower()
-    for word in ("diagnos", "structure", "rules", "remove", "rephrase", "simplify", "expand", "consolidate", "overfit"):
+    for word in (
+        "diagnos",
+        "structure",
+        "rules",
+        "remove",
+        "rephrase",
+        "simplify",
+        "expand",
+        "consolidate",
+        "overfit",
+    ):
         assert word in request
     assert len(request) > 3 * len(rewrite_request("short", **FIELDS))
 
@@ -80,7 +95,9 @@ def test_unknown_style_is_rejected():
 
 
 def test_extract_prompt_returns_stripped_text_of_a_complete_pair():
-    output = "The prompt lacks a format rule.\n<prompt>\n  Answer with one letter.\n</prompt>\nDone."
+    output = (
+        "The prompt lacks a format rule.\n<prompt>\n  Answer with one letter.\n</prompt>\nDone."
+    )
     assert extract_prompt(output) == "Answer with one letter."
 
 
@@ -88,13 +105,18 @@ def test_extract_prompt_tags_are_case_insensitive_and_span_lines():
     assert extract_prompt("<PROMPT>Line one.\nLine two.</Prompt>") == "Line one.\nLine two."
 
 
-@pytest.mark.parametrize("output", ["no tags at all", "<prompt>never closed", "</prompt>backwards<prompt>", ""])
+@pytest.mark.parametrize(
+    "output", ["no tags at all", "<prompt>never closed", "</prompt>backwards<prompt>", ""]
+)
 def test_extract_prompt_without_a_complete_pair_is_none(output):
     assert extract_prompt(output) is None
 
 
 def test_extract_prompt_skips_an_echoed_empty_pair():
-    assert extract_prompt("Write it inside <prompt></prompt>. <prompt>Real one.</prompt>") == "Real one."
+    assert (
+        extract_prompt("Write it inside <prompt></prompt>. <prompt>Real one.</prompt>")
+        == "Real one."
+    )
     assert extract_prompt("<prompt> </prompt>") == ""
 
 
@@ -125,7 +147,9 @@ def test_rejects_empty_prompt():
 
 
 def test_rejects_unchanged_prompt_after_strip():
-    assert vet("<prompt>Old prompt.</prompt>", current="  Old prompt.\n") == Vetted(None, "unchanged")
+    assert vet("<prompt>Old prompt.</prompt>", current="  Old prompt.\n") == Vetted(
+        None, "unchanged"
+    )
 
 
 def test_rejects_duplicate_of_a_seen_prompt_after_strip():
@@ -145,7 +169,13 @@ def test_tokenizer_is_not_called_on_prompts_already_rejected():
         calls.append(text)
         return 1
 
-    vet_rewrite("<prompt>Old</prompt>", current_prompt="Old", seen=set(), max_prompt_tokens=5, count_tokens=counting)
+    vet_rewrite(
+        "<prompt>Old</prompt>",
+        current_prompt="Old",
+        seen=set(),
+        max_prompt_tokens=5,
+        count_tokens=counting,
+    )
     assert calls == []
 
 

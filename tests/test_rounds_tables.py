@@ -1,11 +1,12 @@
 import pyarrow as pa
-import pytest
 
 from pmpo_ray.pmpo.rounds import combine_requests, run_stage, split_results
 
 
 def table(n, tag):
-    return pa.table({"request_id": pa.array(range(n), pa.int64()), "context": [f"{tag}{i}" for i in range(n)]})
+    return pa.table(
+        {"request_id": pa.array(range(n), pa.int64()), "context": [f"{tag}{i}" for i in range(n)]}
+    )
 
 
 def test_combine_and_split_round_trip():
@@ -14,7 +15,11 @@ def test_combine_and_split_round_trip():
     assert combined.column("request_id").to_pylist() == [0, 1, 2, 3, 4]
     assert offsets == [0, 3, 3]
     parts = split_results(combined, offsets, [3, 0, 2])
-    assert [p.column("context").to_pylist() for p in parts] == [["a0", "a1", "a2"], [], ["c0", "c1"]]
+    assert [p.column("context").to_pylist() for p in parts] == [
+        ["a0", "a1", "a2"],
+        [],
+        ["c0", "c1"],
+    ]
     assert parts[2].column("request_id").to_pylist() == [0, 1]
 
 

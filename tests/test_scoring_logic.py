@@ -11,7 +11,10 @@ from tests.fakes import FakeTokenScorer, token_value
 
 
 def encoded(lengths):
-    return [EncodedRequest(row=i, token_ids=tuple(range(n)), n_context=n - 1) for i, n in enumerate(lengths)]
+    return [
+        EncodedRequest(row=i, token_ids=tuple(range(n)), n_context=n - 1)
+        for i, n in enumerate(lengths)
+    ]
 
 
 def test_batches_are_long_first_within_budget_and_cover_every_row():
@@ -33,7 +36,10 @@ def test_results_come_back_in_input_order_exactly_once():
     results = score_encoded(requests, scorer, max_batch_tokens=64)
     assert len(scorer.batches) > 1
     for request, (logprobs, _) in zip(requests, results):
-        expected = [token_value(request.token_ids[p], p) for p in range(request.n_context, len(request.token_ids))]
+        expected = [
+            token_value(request.token_ids[p], p)
+            for p in range(request.n_context, len(request.token_ids))
+        ]
         assert logprobs.tolist() == expected
 
 
@@ -44,10 +50,21 @@ def test_a_backend_that_loses_a_row_is_caught():
 
 def test_score_table_sums_token_logprobs_and_keeps_request_columns(tokenizer):
     examples = [Example(str(i), f"What is {i} plus {i}?", f"It is {2 * i}.") for i in range(6)]
-    requests = score_requests(tokenizer, [("p0", "Add."), ("p1", "")], examples, task_id="t", kind="candidate", role="system")
+    requests = score_requests(
+        tokenizer,
+        [("p0", "Add."), ("p1", "")],
+        examples,
+        task_id="t",
+        kind="candidate",
+        role="system",
+    )
     scored = score_table(
-        requests, tokenizer=tokenizer, token_scorer=FakeTokenScorer(), max_len=512,
-        max_batch_tokens=256, with_token_logprobs=True,
+        requests,
+        tokenizer=tokenizer,
+        token_scorer=FakeTokenScorer(),
+        max_len=512,
+        max_batch_tokens=256,
+        with_token_logprobs=True,
     )
     assert scored.column("candidate_id").to_pylist() == ["p0"] * 6 + ["p1"] * 6
     for row in scored.to_pylist():
@@ -57,24 +74,50 @@ def test_score_table_sums_token_logprobs_and_keeps_request_columns(tokenizer):
 
 def test_one_bad_row_fails_the_whole_table_before_scoring(tokenizer):
     examples = [Example("short", "Hi", "yes"), Example("long", "word " * 600, "yes")]
-    requests = score_requests(tokenizer, [("p", "x")], examples, task_id="nav", kind="adhoc", role="system")
+    requests = score_requests(
+        tokenizer, [("p", "x")], examples, task_id="nav", kind="adhoc", role="system"
+    )
     scorer = FakeTokenScorer()
-    with pytest.raises(RequestTooLongError, match=r"request 1 \(task 'nav', candidate 'p', example 'long'\): \d+ tokens, \d+ over"):
-        score_table(requests, tokenizer=tokenizer, token_scorer=scorer, max_len=300, max_batch_tokens=1024)
+    with pytest.raises(
+        RequestTooLongError,
+        match=r"request 1 \(task 'nav', candidate 'p', example 'long'\): \d+ tokens, \d+ over",
+    ):
+        score_table(
+            requests, tokenizer=tokenizer, token_scorer=scorer, max_len=300, max_batch_tokens=1024
+        )
     assert scorer.batches == []
 
 
 def test_missing_column_and_duplicate_ids_are_errors(tokenizer):
     table = pa.table({"request_id": [0], "context": ["a"]})
     with pytest.raises(ValueError, match="'continuation' missing"):
-        score_table(table, tokenizer=tokenizer, token_scorer=FakeTokenScorer(), max_len=10, max_batch_tokens=10)
+        score_table(
+            table,
+            tokenizer=tokenizer,
+            token_scorer=FakeTokenScorer(),
+            max_len=10,
+            max_batch_tokens=10,
+        )
     table = pa.table({"request_id": [0, 0], "context": ["a", "b"], "continuation": ["c", "d"]})
     with pytest.raises(ValueError, match="not unique"):
-        score_table(table, tokenizer=tokenizer, token_scorer=FakeTokenScorer(), max_len=10, max_batch_tokens=10)
+        score_table(
+            table,
+            tokenizer=tokenizer,
+            token_scorer=FakeTokenScorer(),
+            max_len=10,
+            max_batch_tokens=10,
+        )
 
 
 def test_user_role_puts_the_prompt_in_the_user_message(tokenizer):
-    requests = score_requests(tokenizer, [("p", "Be brief.")], [Example("0", "Hi", "Hello")], task_id="t", kind="adhoc", role="user")
+    requests = score_requests(
+        tokenizer,
+        [("p", "Be brief.")],
+        [Example("0", "Hi", "Hello")],
+        task_id="t",
+        kind="adhoc",
+        role="user",
+    )
     context = requests.column("context")[0].as_py()
     assert "<|im_start|>user\nBe brief.\n\nHi<|im_end|>" in context
     assert context.endswith("<|im_start|>assistant\n")

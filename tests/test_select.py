@@ -5,8 +5,12 @@ import pytest
 from pmpo_ray.pmpo.select import Candidate, best_candidate, hard_cases, improved, update_population
 
 
-def cand(candidate_id: str, loss: float, text: str | None = None, parent_id: str | None = None) -> Candidate:
-    return Candidate(candidate_id, text if text is not None else f"prompt {candidate_id}", loss, parent_id, 0)
+def cand(
+    candidate_id: str, loss: float, text: str | None = None, parent_id: str | None = None
+) -> Candidate:
+    return Candidate(
+        candidate_id, text if text is not None else f"prompt {candidate_id}", loss, parent_id, 0
+    )
 
 
 def ids(candidates) -> list[str]:
@@ -99,7 +103,9 @@ def test_duplicate_texts_are_kept_once_with_the_lower_loss():
 
 
 def test_duplicate_newcomers_among_themselves_keep_the_earliest_on_ties():
-    result = update_population([cand("m", 3.0, "old")], [cand("n1", 1.0, "new"), cand("n2", 1.0, " new ")], 3)
+    result = update_population(
+        [cand("m", 3.0, "old")], [cand("n1", 1.0, "new"), cand("n2", 1.0, " new ")], 3
+    )
     assert ids(result) == ["n1", "m"]
 
 

@@ -50,8 +50,10 @@ def test_bbh_target_outside_options_is_an_error(tmp_path):
 def test_preference_rows(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(
-        json.dumps({"instruction": "Say hi", "chosen": "Hi!", "rejected": ["Go away", "No"]}) + "\n"
-        + json.dumps({"instruction": "Say bye", "chosen": "Bye", "rejected": "Hello"}) + "\n"
+        json.dumps({"instruction": "Say hi", "chosen": "Hi!", "rejected": ["Go away", "No"]})
+        + "\n"
+        + json.dumps({"instruction": "Say bye", "chosen": "Bye", "rejected": "Hello"})
+        + "\n"
     )
     first, second = load_examples(path, "preference")
     assert (first.target, first.rejected, second.rejected) == ("Hi!", ("Go away", "No"), ("Hello",))
@@ -72,7 +74,14 @@ def test_paper_split_sizes_and_disjointness():
 
 
 def test_load_task_builtin_and_unknown_sample():
-    task = load_task(TaskConfig(name="nav", data="builtin:bbh/navigate.json", format="multiple_choice", initial_prompt="Go."))
+    task = load_task(
+        TaskConfig(
+            name="nav",
+            data="builtin:bbh/navigate.json",
+            format="multiple_choice",
+            initial_prompt="Go.",
+        )
+    )
     assert (len(task.train), len(task.test)) == (12, 48)
     with pytest.raises(DataError, match="no such built-in sample"):
         load_task(TaskConfig(name="x", data="builtin:bbh/nope.json", initial_prompt="Go."))

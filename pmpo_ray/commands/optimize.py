@@ -32,13 +32,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         task_run = TaskRun(task, config.optimizer, scorer.tokenizer, config.prompt_format)
         with ProgressBar(config.optimizer.iterations, task.task_id) as progress:
-            [result] = run_rounds([task_run], generator=generator, scorer=scorer, on_round=progress.update)
+            [result] = run_rounds(
+                [task_run], generator=generator, scorer=scorer, on_round=progress.update
+            )
     finally:
         for engine in {id(scorer): scorer, id(generator): generator}.values():
             engine.close()
     write_run(result, args.out, config.model_dump(mode="json"), overwrite=args.overwrite)
-    print(f"task {result.task_id}: training loss {result.initial.loss:.4f} -> {result.best.loss:.4f} "
-          f"({len(result.history)} iterations, {result.stop_reason})")
+    print(
+        f"task {result.task_id}: training loss {result.initial.loss:.4f} -> {result.best.loss:.4f} "
+        f"({len(result.history)} iterations, {result.stop_reason})"
+    )
     print(f"best prompt ({result.best.candidate_id}):\n{result.best.text}")
     print(f"wrote {args.out}")
     return 0

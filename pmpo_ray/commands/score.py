@@ -20,22 +20,39 @@ from pmpo_ray.tasks.example_files import load_examples
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ["example_id", "input", "target", "logprob_sum", "n_tokens", "ce_mean", "is_greedy"]
+OUTPUT_COLUMNS = [
+    "example_id",
+    "input",
+    "target",
+    "logprob_sum",
+    "n_tokens",
+    "ce_mean",
+    "is_greedy",
+]
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("score", help="score examples' targets under a prompt")
     parser.add_argument("--prompt", required=True, help="prompt text, or a file holding it")
-    parser.add_argument("--data", required=True, type=Path, help=".jsonl {input,target} or BBH .json")
+    parser.add_argument(
+        "--data", required=True, type=Path, help=".jsonl {input,target} or BBH .json"
+    )
     parser.add_argument("--out", required=True, type=Path, help="output .parquet file")
     parser.add_argument("--model", help="'default', a local HF folder, or a cached hub id")
     parser.add_argument("--backend", choices=["vllm", "hf"], help="scoring engine (default vllm)")
     parser.add_argument("--config", type=Path, help="YAML ScoringConfig; flags override it")
     parser.add_argument("--role", choices=["system", "user"], help="where the prompt goes")
-    parser.add_argument("--truncate-left", action="store_true", default=None,
-                        help="drop context tokens from the left instead of failing on long rows")
-    parser.add_argument("--replicas", type=int,
-                        help="score through this many Ray engine replicas instead of in-process")
+    parser.add_argument(
+        "--truncate-left",
+        action="store_true",
+        default=None,
+        help="drop context tokens from the left instead of failing on long rows",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        help="score through this many Ray engine replicas instead of in-process",
+    )
     parser.set_defaults(run=run)
 
 
@@ -65,8 +82,12 @@ def run(args: argparse.Namespace) -> int:
     engine, cleanup = open_scorer(config, use_ray=args.replicas is not None)
     try:
         requests = score_requests(
-            engine_tokenizer(config), [("prompt", prompt)], examples,
-            task_id=args.data.stem, kind="adhoc", role=config.prompt_format.role,
+            engine_tokenizer(config),
+            [("prompt", prompt)],
+            examples,
+            task_id=args.data.stem,
+            kind="adhoc",
+            role=config.prompt_format.role,
         )
         scored = engine.score(requests)
     finally:
@@ -110,7 +131,9 @@ def engine_tokenizer(config: ScoringConfig):
 
 
 def per_example_table(scored: pa.Table, examples) -> pa.Table:
-    ce_mean = pc.divide(pc.negate(scored.column("logprob_sum")), pc.cast(scored.column("n_tokens"), pa.float64()))
+    ce_mean = pc.divide(
+        pc.negate(scored.column("logprob_sum")), pc.cast(scored.column("n_tokens"), pa.float64())
+    )
     return pa.table(
         {
             "example_id": scored.column("example_id"),
@@ -127,7 +150,9 @@ def per_example_table(scored: pa.Table, examples) -> pa.Table:
 def print_summary(table: pa.Table, out: Path) -> None:
     print(f"{'example':>8}  {'tokens':>6}  {'ce/token':>9}  greedy")
     for row in table.select(["example_id", "n_tokens", "ce_mean", "is_greedy"]).to_pylist():
-        print(f"{row['example_id']:>8}  {row['n_tokens']:>6}  {row['ce_mean']:>9.4f}  {row['is_greedy']}")
+        print(
+            f"{row['example_id']:>8}  {row['n_tokens']:>6}  {row['ce_mean']:>9.4f}  {row['is_greedy']}"
+        )
     mean = pc.mean(table.column("ce_mean")).as_py()
     print(f"mean cross-entropy per token over {table.num_rows} examples: {mean:.4f} nats")
     print(f"wrote {out}")

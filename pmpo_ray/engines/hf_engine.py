@@ -77,9 +77,7 @@ class HfEngine:
 
     def generate(self, requests: pa.Table) -> pa.Table:
         token_ids = prompt_token_ids(requests, self.tokenizer, self.config.model.max_model_len)
-        samples = [
-            self._sample(ids, row) for ids, row in zip(token_ids, requests.to_pylist())
-        ]
+        samples = [self._sample(ids, row) for ids, row in zip(token_ids, requests.to_pylist())]
         return generation_rows(requests, samples)
 
     def _sample(self, ids: list[int], row: dict) -> list[Sample]:

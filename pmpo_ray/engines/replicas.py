@@ -173,7 +173,11 @@ class ReplicaPool:
         """Stop each engine cleanly (its engine-core process too), then the actors."""
         import ray
 
-        ray.wait([actor.close.remote() for actor in self.actors], num_returns=len(self.actors), timeout=30)
+        ray.wait(
+            [actor.close.remote() for actor in self.actors],
+            num_returns=len(self.actors),
+            timeout=30,
+        )
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []

@@ -66,7 +66,9 @@ def encode_pair(tokenizer, context: str, continuation: str, row: int) -> Encoded
     n_context = continuation_start(encoding["offset_mapping"], len(context))
     if n_context == 0:
         # The first token has no left context to be predicted from.
-        raise EmptyContinuationError(f"row {row}: the context is empty; nothing predicts the answer")
+        raise EmptyContinuationError(
+            f"row {row}: the context is empty; nothing predicts the answer"
+        )
     return EncodedRequest(row=row, token_ids=token_ids, n_context=n_context)
 
 

@@ -13,12 +13,18 @@ from pmpo_ray.tasks.config import TaskConfig
 class OptimizerConfig(FrozenConfig):
     iterations: int = Field(20, ge=0, description="Iterations T (paper: 20).")
     patience: int | None = Field(
-        None, ge=1, description="Stop after this many iterations without improvement; None never stops early (paper)."
+        None,
+        ge=1,
+        description="Stop after this many iterations without improvement; None never stops early (paper).",
     )
-    hard_cases: int = Field(3, ge=1, description="k: highest-loss training examples rewritten from.")
+    hard_cases: int = Field(
+        3, ge=1, description="k: highest-loss training examples rewritten from."
+    )
     rewrites_per_case: int = Field(4, ge=1, description="n: sampled rewrites per hard case.")
     population_size: int = Field(
-        1, ge=1, description="Top-K prompts kept; each is expanded every iteration. 1 = the paper's greedy rule."
+        1,
+        ge=1,
+        description="Top-K prompts kept; each is expanded every iteration. 1 = the paper's greedy rule.",
     )
     objective: Literal["auto", "ce", "preference"] = Field(
         "auto",
@@ -26,7 +32,8 @@ class OptimizerConfig(FrozenConfig):
         "(s_chosen - s_rejected)); auto: preference for preference tasks, ce otherwise.",
     )
     reduction: Literal["mean", "sum"] = Field(
-        "mean", description="Per-example cross-entropy: mean per token, or sum (the paper's formula)."
+        "mean",
+        description="Per-example cross-entropy: mean per token, or sum (the paper's formula).",
     )
     beta: float = Field(1.0, gt=0, description="Preference-loss temperature.")
     meta_prompt: Literal["short", "long"] = Field(
@@ -40,16 +47,27 @@ class OptimizerConfig(FrozenConfig):
     temperature: float = Field(0.9, ge=0, description="Sampling temperature of rewrites.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling of rewrites.")
     max_rewrite_tokens: int = Field(256, ge=8, description="Generation budget of one rewrite.")
-    max_segmentation_tokens: int = Field(256, ge=8, description="Generation budget of one segmentation.")
+    max_segmentation_tokens: int = Field(
+        256, ge=8, description="Generation budget of one segmentation."
+    )
     max_prompt_tokens: int = Field(200, ge=1, description="Longer rewritten prompts are rejected.")
-    seed: int = Field(0, description="Seeds every sampled rewrite: same seed, config and model, same run.")
+    seed: int = Field(
+        0, description="Seeds every sampled rewrite: same seed, config and model, same run."
+    )
 
 
 class OptimizeJobConfig(FrozenConfig):
     task: TaskConfig = Field(..., description="The task to optimize.")
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="Loop settings.")
-    scorer: EngineConfig = Field(default_factory=EngineConfig, description="Engine that scores prompts.")
-    rewriter: EngineConfig | None = Field(
-        None, description="Engine that segments and rewrites; None = the scorer's engine (the paper's setting)."
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="Loop settings."
     )
-    prompt_format: PromptFormat = Field(default_factory=PromptFormat, description="How prompts are rendered.")
+    scorer: EngineConfig = Field(
+        default_factory=EngineConfig, description="Engine that scores prompts."
+    )
+    rewriter: EngineConfig | None = Field(
+        None,
+        description="Engine that segments and rewrites; None = the scorer's engine (the paper's setting).",
+    )
+    prompt_format: PromptFormat = Field(
+        default_factory=PromptFormat, description="How prompts are rendered."
+    )

@@ -37,7 +37,9 @@ def softplus(x: float) -> float:
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-def preference_loss(chosen_logprob: float, rejected_logprobs: Sequence[float], beta: float = 1.0) -> float:
+def preference_loss(
+    chosen_logprob: float, rejected_logprobs: Sequence[float], beta: float = 1.0
+) -> float:
     """Mean over rejected answers of -log sigmoid(beta * (s_chosen - s_rejected)).
 
     -log sigmoid(x) == softplus(-x), which stays finite where the naive form would take the
@@ -82,7 +84,13 @@ def _reference_row(rows: Sequence[dict], candidate_id: str, example_id: str) -> 
 
 
 def _example_loss(
-    rows: Sequence[dict], candidate_id: str, example_id: str, *, objective: Objective, reduction: Reduction, beta: float
+    rows: Sequence[dict],
+    candidate_id: str,
+    example_id: str,
+    *,
+    objective: Objective,
+    reduction: Reduction,
+    beta: float,
 ) -> float:
     reference = _reference_row(rows, candidate_id, example_id)
     if objective == "ce":

@@ -22,7 +22,9 @@ class Budget:
     wall_seconds: float = 0.0
 
     def __add__(self, other: "Budget") -> "Budget":
-        return Budget(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+        return Budget(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
 
 
 @dataclass(frozen=True)

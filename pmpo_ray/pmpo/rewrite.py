@@ -68,7 +68,9 @@ RESPONSE_PREFILL: dict[str, str] = {"long": "", "short": "<prompt>"}
 _FIELD_PATTERN = re.compile(r"\{(" + "|".join(FIELDS) + r")\}")
 # The content may not contain another opening tag, so a stray unclosed <prompt> earlier in
 # the output does not swallow the text up to the next real pair.
-_PROMPT_PATTERN = re.compile(r"<prompt\s*>((?:(?!<prompt\s*>).)*?)</prompt\s*>", re.IGNORECASE | re.DOTALL)
+_PROMPT_PATTERN = re.compile(
+    r"<prompt\s*>((?:(?!<prompt\s*>).)*?)</prompt\s*>", re.IGNORECASE | re.DOTALL
+)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ def combine_requests(tables: Sequence[pa.Table]) -> tuple[pa.Table, list[int]]:
     for table in tables:
         offsets.append(offset)
         ids = pc.add(table.column("request_id"), pa.scalar(offset, pa.int64()))
-        parts.append(table.set_column(table.schema.get_field_index("request_id"), "request_id", ids))
+        parts.append(
+            table.set_column(table.schema.get_field_index("request_id"), "request_id", ids)
+        )
         offset += table.num_rows
     if not parts:
         return pa.table({}), []
@@ -38,12 +40,12 @@ def split_results(result: pa.Table, offsets: Sequence[int], sizes: Sequence[int]
     ids = result.column("request_id")
     parts = []
     for offset, size in zip(offsets, sizes):
-        mask = pc.and_(
-            pc.greater_equal(ids, offset), pc.less(ids, offset + size)
-        )
+        mask = pc.and_(pc.greater_equal(ids, offset), pc.less(ids, offset + size))
         part = result.filter(mask)
         local = pc.subtract(part.column("request_id"), pa.scalar(offset, pa.int64()))
-        parts.append(part.set_column(part.schema.get_field_index("request_id"), "request_id", local))
+        parts.append(
+            part.set_column(part.schema.get_field_index("request_id"), "request_id", local)
+        )
     return parts
 
 

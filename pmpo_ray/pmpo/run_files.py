@@ -63,9 +63,14 @@ def history_table(result: OptimizationResult) -> pa.Table:
 
 def initial_row(result: OptimizationResult) -> dict:
     return {
-        "iteration": 0, "candidate_id": result.initial.candidate_id, "parent_id": None,
-        "role": "initial", "hard_case": None, "text": result.initial.text,
-        "loss": result.initial.loss, "kept": True,
+        "iteration": 0,
+        "candidate_id": result.initial.candidate_id,
+        "parent_id": None,
+        "role": "initial",
+        "hard_case": None,
+        "text": result.initial.text,
+        "loss": result.initial.loss,
+        "kept": True,
     }
 
 
@@ -83,7 +88,9 @@ def summary(result: OptimizationResult) -> dict:
     }
 
 
-def write_run(result: OptimizationResult, run_dir: Path, config: dict, overwrite: bool = False) -> None:
+def write_run(
+    result: OptimizationResult, run_dir: Path, config: dict, overwrite: bool = False
+) -> None:
     check_run_dir(run_dir, overwrite)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
     try:
@@ -92,7 +99,9 @@ def write_run(result: OptimizationResult, run_dir: Path, config: dict, overwrite
         dump_json(asdict(result.best), staging / "best_prompt.json")
         (staging / "best_prompt.txt").write_text(result.best.text + "\n", encoding="utf-8")
         dump_json(summary(result), staging / "result.json")
-        (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        (staging / "config.yaml").write_text(
+            yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
+        )
         if run_dir.exists():
             shutil.rmtree(run_dir)
         staging.rename(run_dir)
@@ -101,4 +110,6 @@ def write_run(result: OptimizationResult, run_dir: Path, config: dict, overwrite
 
 
 def dump_json(data, path: Path) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n", encoding="utf-8"
+    )

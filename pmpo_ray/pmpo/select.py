@@ -31,7 +31,9 @@ def _rank(loss: float) -> float:
 def hard_cases(losses: Mapping[str, float], k: int) -> list[str]:
     """The k example ids with the highest loss, highest first; ties keep the mapping's order."""
     if k < 1 or k > len(losses):
-        raise ValueError(f"k must be between 1 and the number of examples ({len(losses)}); got k={k}")
+        raise ValueError(
+            f"k must be between 1 and the number of examples ({len(losses)}); got k={k}"
+        )
     # sorted() is stable, so equal losses stay in mapping order. NaN ranks as the hardest case.
     ordered = sorted(losses, key=lambda example_id: -_rank(losses[example_id]))
     return ordered[:k]

@@ -102,8 +102,12 @@ class TaskRun:
         else:
             prompts = [(c.candidate_id, c.text) for c in self._variants]
         return score_requests(
-            self.tokenizer, prompts, self.task.train, task_id=self.task.task_id,
-            kind=self.phase, role=self.prompt_format.role,
+            self.tokenizer,
+            prompts,
+            self.task.train,
+            task_id=self.task.task_id,
+            kind="ablation" if self.phase == "analyze" else "candidate",
+            role=self.prompt_format.role,
             with_rejected=self.objective == "preference",
         )
 
@@ -112,7 +116,10 @@ class TaskRun:
             tokens = sum(scored.column("n_input_tokens").to_pylist())
             self._count(forward_passes=scored.num_rows, tokens_scored=tokens)
             losses = example_losses(
-                scored, objective=self.objective, reduction=self.config.reduction, beta=self.config.beta
+                scored,
+                objective=self.objective,
+                reduction=self.config.reduction,
+                beta=self.config.beta,
             )
             self.example_losses.update(losses)
         if self.phase == "analyze":
@@ -125,7 +132,9 @@ class TaskRun:
     def _unanalyzed(self) -> list[tuple[str, str]]:
         if self.initial is None:
             return [(INITIAL_ID, self.task.initial_prompt)]
-        return [(c.candidate_id, c.text) for c in self.population if c.candidate_id not in self.analyses]
+        return [
+            (c.candidate_id, c.text) for c in self.population if c.candidate_id not in self.analyses
+        ]
 
     def _segmentation_rows(self) -> list[dict]:
         self._pending = {}
@@ -134,7 +143,15 @@ class TaskRun:
         rows = []
         for candidate_id, text in self._unanalyzed():
             request = masking.segmentation_request(text, self.config.max_units)
-            rows.append(self._generation_row(len(rows), request, n=1, temperature=0.0, max_tokens=self.config.max_segmentation_tokens))
+            rows.append(
+                self._generation_row(
+                    len(rows),
+                    request,
+                    n=1,
+                    temperature=0.0,
+                    max_tokens=self.config.max_segmentation_tokens,
+                )
+            )
             self._pending[len(rows) - 1] = candidate_id
         return rows
 
@@ -158,10 +175,23 @@ class TaskRun:
         for candidate_id, segmentation in self._segments.items():
             text = by_id[candidate_id].text
             units = segmentation.units(text) if self.config.use_masking else ()
-            masked = [mean_loss(self.example_losses[f"{candidate_id}~mask{j}"]) for j in range(len(units))]
+            masked = [
+                mean_loss(self.example_losses[f"{candidate_id}~mask{j}"]) for j in range(len(units))
+            ]
             deltas = masking.ablation_deltas(by_id[candidate_id].loss, masked)
-            rendered = masking.render_analysis(units, deltas, self.config.neutral_tolerance) if self.config.use_masking else "(mask analysis disabled)"
-            self.analyses[candidate_id] = Analysis(candidate_id, segmentation.method, segmentation.rejected_reason, tuple(units), tuple(deltas), rendered)
+            rendered = (
+                masking.render_analysis(units, deltas, self.config.neutral_tolerance)
+                if self.config.use_masking
+                else "(mask analysis disabled)"
+            )
+            self.analyses[candidate_id] = Analysis(
+                candidate_id,
+                segmentation.method,
+                segmentation.rejected_reason,
+                tuple(units),
+                tuple(deltas),
+                rendered,
+            )
         self.phase = "rewrite" if self.config.iterations > 0 else "done"
         if self.phase == "done":
             self.stop_reason = "no iterations configured"
@@ -179,16 +209,23 @@ class TaskRun:
             for example_id in cases:
                 example = examples[example_id]
                 request = rewrite_request(
-                    self.config.meta_prompt, task_description=self.task.description or "(none given)",
-                    user_input=example.input, true_answer=example.target,
-                    mask_analysis=self.analyses[parent.candidate_id].text, current_prompt=parent.text,
+                    self.config.meta_prompt,
+                    task_description=self.task.description or "(none given)",
+                    user_input=example.input,
+                    true_answer=example.target,
+                    mask_analysis=self.analyses[parent.candidate_id].text,
+                    current_prompt=parent.text,
                 )
                 seed = self.config.seed * 1_000_003 + iteration * 1_000 + len(rows)
                 rows.append(
                     self._generation_row(
-                        len(rows), request, n=self.config.rewrites_per_case,
-                        temperature=self.config.temperature, max_tokens=self.config.max_rewrite_tokens,
-                        seed=seed, prefill=RESPONSE_PREFILL[self.config.meta_prompt],
+                        len(rows),
+                        request,
+                        n=self.config.rewrites_per_case,
+                        temperature=self.config.temperature,
+                        max_tokens=self.config.max_rewrite_tokens,
+                        seed=seed,
+                        prefill=RESPONSE_PREFILL[self.config.meta_prompt],
                     )
                 )
                 self._pending[len(rows) - 1] = (parent.candidate_id, example_id)
@@ -203,22 +240,33 @@ class TaskRun:
         for request_id, (parent_id, example_id) in self._pending.items():
             for output in texts.get(request_id, []):
                 vetted = vet_rewrite(
-                    output, current_prompt=by_id[parent_id].text, seen=seen,
-                    max_prompt_tokens=self.config.max_prompt_tokens, count_tokens=self._count_tokens,
+                    output,
+                    current_prompt=by_id[parent_id].text,
+                    seen=seen,
+                    max_prompt_tokens=self.config.max_prompt_tokens,
+                    count_tokens=self._count_tokens,
                 )
                 if vetted.text is None:
                     rejected.append(RejectedRewrite(parent_id, example_id, vetted.reason, output))
                     continue
                 seen.add(vetted.text.strip())
                 candidate_id = f"t{iteration}-c{len(variants)}"
-                variants.append(Candidate(candidate_id, vetted.text, float("nan"), parent_id, iteration))
+                variants.append(
+                    Candidate(candidate_id, vetted.text, float("nan"), parent_id, iteration)
+                )
                 self._hard_case_of[candidate_id] = example_id
         return variants, rejected
 
     def _finish_iteration(self) -> None:
         iteration = len(self.history) + 1
         scored = [
-            Candidate(c.candidate_id, c.text, mean_loss(self.example_losses[c.candidate_id]), c.parent_id, iteration)
+            Candidate(
+                c.candidate_id,
+                c.text,
+                mean_loss(self.example_losses[c.candidate_id]),
+                c.parent_id,
+                iteration,
+            )
             for c in self._variants
         ]
         for candidate in scored:
@@ -252,12 +300,17 @@ class TaskRun:
         if len(self.history) >= self.config.iterations:
             self.phase, self.stop_reason = "done", f"{self.config.iterations} iterations"
         elif self._stale_iterations() >= (self.config.patience or float("inf")):
-            self.phase, self.stop_reason = "done", f"no improvement in {self.config.patience} iterations"
+            self.phase, self.stop_reason = (
+                "done",
+                f"no improvement in {self.config.patience} iterations",
+            )
         elif self.config.use_masking and self._unanalyzed():
             self.phase = "analyze"
         else:
             for candidate_id, _ in self._unanalyzed():  # masking off: nothing to measure
-                self.analyses[candidate_id] = Analysis(candidate_id, "none", "", (), (), "(mask analysis disabled)")
+                self.analyses[candidate_id] = Analysis(
+                    candidate_id, "none", "", (), (), "(mask analysis disabled)"
+                )
             self.phase = "rewrite"
 
     def _stale_iterations(self) -> int:
@@ -271,15 +324,27 @@ class TaskRun:
     # ----- bookkeeping ----------------------------------------------------------------------
 
     def _generation_row(
-        self, index: int, message: str, *, n: int, temperature: float, max_tokens: int,
-        seed: int = 0, prefill: str = "",
+        self,
+        index: int,
+        message: str,
+        *,
+        n: int,
+        temperature: float,
+        max_tokens: int,
+        seed: int = 0,
+        prefill: str = "",
     ) -> dict:
         """A generation request whose user message is `message`; the answer starts with `prefill`."""
         context = render_context(self.tokenizer, "", message, "user") + prefill
         return {
-            "request_id": index, "task_id": self.task.task_id, "context": context, "n": n,
-            "temperature": temperature, "top_p": self.config.top_p if temperature > 0 else 1.0,
-            "max_tokens": max_tokens, "seed": seed,
+            "request_id": index,
+            "task_id": self.task.task_id,
+            "context": context,
+            "n": n,
+            "temperature": temperature,
+            "top_p": self.config.top_p if temperature > 0 else 1.0,
+            "max_tokens": max_tokens,
+            "seed": seed,
         }
 
     def _count_tokens(self, text: str) -> int:
@@ -298,9 +363,14 @@ class TaskRun:
         if self.initial is None:
             raise RuntimeError(f"task {self.task.task_id!r}: no round has run yet")
         return OptimizationResult(
-            task_id=self.task.task_id, seed=self.config.seed, initial=self.initial,
-            best=best_candidate(self.population), population=self.population,
-            history=tuple(self.history), lineage=dict(self.lineage), budget=self.budget,
+            task_id=self.task.task_id,
+            seed=self.config.seed,
+            initial=self.initial,
+            best=best_candidate(self.population),
+            population=self.population,
+            history=tuple(self.history),
+            lineage=dict(self.lineage),
+            budget=self.budget,
             stop_reason=self.stop_reason,
         )
 
@@ -308,6 +378,8 @@ class TaskRun:
 def resolve_objective(objective: str, task_format: str) -> str:
     if objective != "auto":
         if objective == "preference" and task_format == "supervised":
-            raise ValueError("the preference objective needs rejected answers: use a multiple_choice or preference task")
+            raise ValueError(
+                "the preference objective needs rejected answers: use a multiple_choice or preference task"
+            )
         return objective
     return "preference" if task_format == "preference" else "ce"

@@ -50,7 +50,9 @@ def multiple_choice_example(record: dict, row: int, where: str) -> Example:
     target = text_field(record, "target", where).strip()
     answers = embedded_answers(user_input)
     if not answers:
-        raise DataError(f"{where}: no options found in field 'input' (expected '(A) ...' or '- ...' lines)")
+        raise DataError(
+            f"{where}: no options found in field 'input' (expected '(A) ...' or '- ...' lines)"
+        )
     if target not in answers:
         raise DataError(f"{where}: target {target!r} matches no option of {answers}")
     rejected = tuple(a for a in answers if a != target)

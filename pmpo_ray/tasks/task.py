@@ -49,10 +49,14 @@ def load_task(config: TaskConfig) -> Task:
     if config.test_data is not None:
         train, test = tuple(examples), explicit_test(config)
     else:
-        train, test = paper_split(examples, config.train_fraction, config.max_train, config.split_seed)
+        train, test = paper_split(
+            examples, config.train_fraction, config.max_train, config.split_seed
+        )
     shared = {(e.input, e.target) for e in train} & {(e.input, e.target) for e in test}
     if shared:
-        raise DataError(f"task {config.name!r}: {len(shared)} example(s) in both training and held-out data")
+        raise DataError(
+            f"task {config.name!r}: {len(shared)} example(s) in both training and held-out data"
+        )
     if not config.initial_prompt.strip():
         raise DataError(f"task {config.name!r}: field 'initial_prompt' is empty")
     return Task(
