@@ -86,3 +86,54 @@ class FakeEngine:
 
     def close(self):
         pass
+
+
+def scripted_rewrites(context, seed, index):
+    """Segment into one sentence; rewrite to a prompt naming the seed and sample."""
+    if "<mask>" in context and "<prompt>" not in context:
+        return "<mask>Think.</mask>"
+    return f"Analysis. <prompt>Read carefully {seed % 1000}-{index}.</prompt>"
+
+
+class FakeReplica:
+    """An engine replica holding a FakeEngine: same actor methods as EngineReplica."""
+
+    def __init__(self, engine=None, prompt_format=None, cpu_threads=1, delay_seconds=0.0):
+        import time
+
+        from pmpo_ray.engines.replicas import ReplicaStats
+
+        self.engine = FakeEngine(scripted_rewrites)
+        self.stats = ReplicaStats()
+        self.delay_seconds = delay_seconds
+        self._time = time
+
+    def ready(self):
+        import os
+
+        return f"fake@{os.getpid()}"
+
+    def node_id(self):
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def score(self, requests, with_token_logprobs=False):
+        started = self._time.perf_counter()
+        self._time.sleep(self.delay_seconds)
+        result = self.engine.score(requests)
+        self.stats.record(started, requests.num_rows, sum(result.column("n_input_tokens").to_pylist()))
+        return result
+
+    def generate(self, requests):
+        started = self._time.perf_counter()
+        self._time.sleep(self.delay_seconds)
+        result = self.engine.generate(requests)
+        self.stats.record(started, requests.num_rows, sum(result.column("n_tokens").to_pylist()))
+        return result
+
+    def get_stats(self):
+        return self.stats.as_dict()
+
+    def close(self):
+        pass

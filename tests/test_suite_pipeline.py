@@ -1,0 +1,83 @@
+"""Ray Data fan-out over replica pools in a real local Ray, with fake engines in the replicas."""
+
+import pytest
+
+from pmpo_ray.config import EngineConfig, PromptFormat, ReplicaConfig
+from pmpo_ray.engines.replicas import ReplicaPool
+from pmpo_ray.pipeline import RayDataEngines
+from pmpo_ray.pmpo.config import OptimizerConfig
+from pmpo_ray.pmpo.rounds import run_rounds
+from pmpo_ray.pmpo.task_run import TaskRun
+from pmpo_ray.requests import Example
+from pmpo_ray.tasks.task import Task
+from tests.fakes import FakeEngine, FakeReplica, scripted_rewrites
+
+pytestmark = pytest.mark.ray
+
+
+def toy_task(task_id):
+    train = tuple(Example(str(i), f"question {i}", "the answer " * (i + 1)) for i in range(6))
+    return Task(task_id, "supervised", "answer", "Think.", train, ())
+
+
+@pytest.fixture(scope="module")
+def fake_pool(local_ray):
+    pool = ReplicaPool.start(
+        EngineConfig(),
+        ReplicaConfig(num_replicas=2, num_cpus=0.5, max_rows_per_call=8),
+        replica_class=FakeReplica,
+    )
+    yield pool
+    pool.shutdown()
+
+
+def run_suite(n_tasks, pool, tokenizer):
+    engines = RayDataEngines(pool, batch_rows=16)
+    jobs_per_round = []
+
+    def count(round_index, runs):
+        jobs_per_round.append(engines.jobs - sum(jobs_per_round))
+
+    runs = [
+        TaskRun(toy_task(f"task{i}"), OptimizerConfig(iterations=2), tokenizer, PromptFormat())
+        for i in range(n_tasks)
+    ]
+    results = run_rounds(runs, generator=engines, scorer=engines, on_round=count)
+    return results, jobs_per_round
+
+
+def test_ray_data_jobs_per_round_do_not_grow_with_tasks(fake_pool, tokenizer):
+    one, jobs_one = run_suite(1, fake_pool, tokenizer)
+    eight, jobs_eight = run_suite(8, fake_pool, tokenizer)
+    assert jobs_one == jobs_eight
+    assert max(jobs_eight) <= 2
+    stats = fake_pool.stats()
+    assert all(s["calls"] > 0 for s in stats), f"a replica got no batch: {stats}"
+    in_process = FakeEngine(scripted_rewrites)
+    [alone] = run_rounds(
+        [TaskRun(toy_task("task0"), OptimizerConfig(iterations=2), tokenizer, PromptFormat())],
+        generator=in_process,
+        scorer=in_process,
+    )
+    for result in (one[0], eight[0], eight[7]):
+        assert result.best.loss == alone.best.loss
+        assert [c.text for c in result.history[-1].candidates] == [
+            c.text for c in alone.history[-1].candidates
+        ]
+
+
+def test_ray_data_job_returns_each_request_once_in_order(fake_pool, tokenizer):
+    from pmpo_ray.requests import score_requests
+
+    examples = [Example(str(i), f"q{i}", "a b c"[: 1 + 2 * (i % 3)]) for i in range(50)]
+    requests = score_requests(
+        tokenizer, [("p", "x"), ("q", "carefully")], examples, task_id="t", kind="candidate",
+        role="system",
+    )
+    requests = requests.take(list(reversed(range(requests.num_rows))))  # ids out of order
+    engines = RayDataEngines(fake_pool, batch_rows=7)
+    result = engines.score(requests)
+    assert result.column("request_id").to_pylist() == requests.column("request_id").to_pylist()
+    assert result.column("logprob_sum").to_pylist() == FakeEngine(scripted_rewrites).score(
+        requests
+    ).column("logprob_sum").to_pylist()
