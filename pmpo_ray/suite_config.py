@@ -10,7 +10,9 @@ from pmpo_ray.tasks.config import TaskConfig
 
 
 class PoolConfig(FrozenConfig):
-    engine: EngineConfig = Field(default_factory=EngineConfig, description="Engine of each replica.")
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig, description="Engine of each replica."
+    )
     replicas: ReplicaConfig = Field(
         default_factory=ReplicaConfig, description="How many replicas and the resources of each."
     )
@@ -37,9 +39,7 @@ class SuiteConfig(FrozenConfig):
         default_factory=PromptFormat, description="How prompts are rendered."
     )
     ray: RayConfig = Field(default_factory=RayConfig, description="Where Ray runs.")
-    batch_rows: int = Field(
-        64, gt=0, description="Rows per Ray Data batch sent to one replica."
-    )
+    batch_rows: int = Field(64, gt=0, description="Rows per Ray Data batch sent to one replica.")
 
     @model_validator(mode="after")
     def unique_task_names(self) -> "SuiteConfig":

@@ -122,7 +122,9 @@ class FakeReplica:
         started = self._time.perf_counter()
         self._time.sleep(self.delay_seconds)
         result = self.engine.score(requests)
-        self.stats.record(started, requests.num_rows, sum(result.column("n_input_tokens").to_pylist()))
+        self.stats.record(
+            started, requests.num_rows, sum(result.column("n_input_tokens").to_pylist())
+        )
         return result
 
     def generate(self, requests):

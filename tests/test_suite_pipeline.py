@@ -35,7 +35,7 @@ def run_suite(n_tasks, pool, tokenizer):
     engines = RayDataEngines(pool, batch_rows=16)
     jobs_per_round = []
 
-    def count(round_index, runs):
+    def count(round_index, runs, stats):
         jobs_per_round.append(engines.jobs - sum(jobs_per_round))
 
     runs = [
@@ -71,13 +71,18 @@ def test_ray_data_job_returns_each_request_once_in_order(fake_pool, tokenizer):
 
     examples = [Example(str(i), f"q{i}", "a b c"[: 1 + 2 * (i % 3)]) for i in range(50)]
     requests = score_requests(
-        tokenizer, [("p", "x"), ("q", "carefully")], examples, task_id="t", kind="candidate",
+        tokenizer,
+        [("p", "x"), ("q", "carefully")],
+        examples,
+        task_id="t",
+        kind="candidate",
         role="system",
     )
     requests = requests.take(list(reversed(range(requests.num_rows))))  # ids out of order
     engines = RayDataEngines(fake_pool, batch_rows=7)
     result = engines.score(requests)
     assert result.column("request_id").to_pylist() == requests.column("request_id").to_pylist()
-    assert result.column("logprob_sum").to_pylist() == FakeEngine(scripted_rewrites).score(
-        requests
-    ).column("logprob_sum").to_pylist()
+    assert (
+        result.column("logprob_sum").to_pylist()
+        == FakeEngine(scripted_rewrites).score(requests).column("logprob_sum").to_pylist()
+    )

@@ -66,7 +66,7 @@ class ProgressBar:
 
         self.bar = tqdm(total=total, desc=task_id, unit="iter")
 
-    def update(self, round_index: int, runs) -> None:
+    def update(self, round_index: int, runs, stats: dict) -> None:
         run = runs[0]
         self.bar.n = len(run.history)
         if run.population:

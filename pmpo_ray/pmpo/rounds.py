@@ -8,6 +8,7 @@ back, so each task sees only its own rows.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Sequence
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
 
-RoundCallback = Callable[[int, Sequence[TaskRun]], None]
+RoundCallback = Callable[[int, Sequence[TaskRun], dict], None]
 
 
 def combine_requests(tables: Sequence[pa.Table]) -> tuple[pa.Table, list[int]]:
@@ -66,17 +67,26 @@ def run_rounds(
     scorer,
     on_round: RoundCallback | None = None,
 ) -> list[OptimizationResult]:
+    """Rounds until every run is done; `on_round(index, runs, stats)` sees each round's
+    per-stage wall time and request counts."""
     round_index = 0
     while active := [run for run in runs if not run.done]:
         round_index += 1
+        stats = {"round": round_index, "active_tasks": len(active)}
+        started = time.perf_counter()
         plans = [run.plan_generation() for run in active]
         no_samples = GENERATE_RESULT_SCHEMA.empty_table()
         for run, generated in zip(active, run_stage(plans, generator.generate, no_samples)):
             run.take_generations(generated)
-        requests = [r.plan_scoring() for r in active]
+        stats["generation_requests"] = sum(t.num_rows for t in plans)
+        stats["generation_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        requests = [run.plan_scoring() for run in active]
         empty_scored = pa.table({"request_id": pa.array([], pa.int64())})
         for run, scored in zip(active, run_stage(requests, scorer.score, empty_scored)):
             run.take_scores(scored)
+        stats["scoring_requests"] = sum(t.num_rows for t in requests)
+        stats["scoring_seconds"] = time.perf_counter() - started
         if on_round is not None:
-            on_round(round_index, runs)
+            on_round(round_index, runs, stats)
     return [run.result() for run in runs]

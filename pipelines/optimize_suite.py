@@ -1,0 +1,101 @@
+"""Optimize every task of a suite together on shared engine pools in Ray.
+
+    python -m pipelines.optimize_suite --config pipelines/suites/tiny.yaml --out runs/tiny
+
+Starts Ray locally, or joins the cluster in $RAY_ADDRESS (so the same command is a
+`ray job submit --working-dir . -- python -m pipelines.optimize_suite ...` entrypoint).
+Engines start once, in long-lived replica actors; each round sends all tasks' generation
+requests through one Ray Data job and all scoring requests through another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pmpo_ray.config import load_config
+from pmpo_ray.suite_config import SuiteConfig
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="suite YAML")
+    parser.add_argument("--out", required=True, type=Path, help="results folder to create")
+    parser.add_argument("--overwrite", action="store_true", help="reuse an existing folder")
+    parser.add_argument("--iterations", type=int, help="override every task's iterations")
+    return parser.parse_args(argv)
+
+
+def run(args) -> dict:
+    import ray
+    from transformers import AutoTokenizer
+
+    from pmpo_ray.engines.models import resolve_model_path
+    from pmpo_ray.engines.replicas import ReplicaPool
+    from pmpo_ray.pipeline import RayDataEngines
+    from pmpo_ray.pmpo.rounds import run_rounds
+    from pmpo_ray.pmpo.task_run import TaskRun
+    from pmpo_ray.population import PopulationManager
+    from pmpo_ray.ray_session import connect_ray
+    from pmpo_ray.tasks.task import load_task
+
+    config = load_config(SuiteConfig, args.config, **{"optimizer.iterations": args.iterations})
+    tasks = [load_task(t.task) for t in config.tasks]  # bad data fails before any engine starts
+    if args.out.exists() and not args.overwrite:
+        raise ValueError(f"{args.out} exists; choose another --out or pass --overwrite")
+    started_ray = connect_ray(config.ray)
+    pools = {
+        "scorer": ReplicaPool.start(
+            config.scorer.engine, config.scorer.replicas, config.prompt_format
+        )
+    }
+    if config.rewriter is not None:
+        pools["rewriter"] = ReplicaPool.start(
+            config.rewriter.engine, config.rewriter.replicas, config.prompt_format
+        )
+    try:
+        engines = RayDataEngines(pools["scorer"], pools.get("rewriter"), config.batch_rows)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.scorer.engine.model))
+        runs = [
+            TaskRun(task, _optimizer(config, entry, args), tokenizer, config.prompt_format)
+            for task, entry in zip(tasks, config.tasks)
+        ]
+        manager = PopulationManager(runs, args.out, pools)
+        run_rounds(runs, generator=engines, scorer=engines, on_round=manager.on_round)
+        return manager.finish(config.model_dump(mode="json"))
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+        if started_ray:
+            ray.shutdown()
+
+
+def _optimizer(config: SuiteConfig, entry, args):
+    optimizer = config.optimizer_for(entry)
+    if args.iterations is not None:
+        optimizer = optimizer.model_copy(update={"iterations": args.iterations})
+    return optimizer
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    args = parse_args(argv)
+    try:
+        summary = run(args)
+    except ValueError as error:
+        print(f"optimize_suite: error: {error}", file=sys.stderr)
+        return 2
+    for task_id, row in summary.items():
+        print(
+            f"{task_id}: {row['initial_loss']:.4f} -> {row['best_loss']:.4f} ({row['stop_reason']})"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

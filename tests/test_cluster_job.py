@@ -1,0 +1,150 @@
+"""The real cluster path: `ray start --head` on loopback, `ray job submit` of the tiny suite
+with the real default model, then the head is stopped by the process id this test started."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.cluster, pytest.mark.engine]
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+# A throwaway loopback cluster: no token auth, and no inherited address.
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    gcs_port, dashboard_port = free_port(), free_port()
+    head = subprocess.Popen(
+        [
+            RAY,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs_port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--disable-usage-stats",
+        ],
+        stdout=open(tmp_path / "head.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=ENV,
+    )
+    address = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        wait_for_dashboard(address, head, tmp_path / "head.log")
+        yield address
+    finally:
+        stop(head)
+
+
+def wait_for_dashboard(address, head, log, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited: {log.read_text()[-2000:]}")
+        probe = subprocess.run(
+            [RAY, "job", "list", "--address", address], capture_output=True, text=True, env=ENV
+        )
+        if probe.returncode == 0:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"Ray dashboard at {address} did not come up: {probe.stderr[-1500:]}")
+
+
+def stop(head):
+    """SIGTERM to the `ray start --block` we started (it shuts its children down), then its
+    process group if anything is left."""
+    if head.poll() is None:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
+    out = tmp_path / "tiny"
+    job_id = f"pmpo-test-{uuid.uuid4().hex[:8]}"
+    submit = subprocess.run(
+        [
+            RAY,
+            "job",
+            "submit",
+            "--address",
+            ray_head,
+            "--submission-id",
+            job_id,
+            "--no-wait",
+            "--working-dir",
+            str(REPO),
+            "--",
+            sys.executable,
+            "-m",
+            "pipelines.optimize_suite",
+            "--config",
+            "pipelines/suites/tiny.yaml",
+            "--out",
+            str(out),
+            "--iterations",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ENV,
+    )
+    assert submit.returncode == 0, submit.stderr
+    status = wait_for_job(ray_head, job_id)
+    logs = subprocess.run(
+        [RAY, "job", "logs", "--address", ray_head, job_id], capture_output=True, text=True, env=ENV
+    ).stdout
+    assert status == "SUCCEEDED", logs[-3000:]
+    summary = json.loads((out / "suite.json").read_text())
+    assert set(summary) == {"navigate", "sports_understanding"}
+    for row in summary.values():
+        assert row["best_loss"] <= row["initial_loss"]
+        assert row["iterations"] == 1
+    assert (out / "tasks" / "navigate" / "history.parquet").exists()
+    rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert rounds and all(0 <= r["scorer_busy_fraction"] <= 1.0 + 1e-6 for r in rounds)
+
+
+def wait_for_job(address, job_id, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        result = subprocess.run(
+            [RAY, "job", "status", "--address", address, job_id],
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
+        said = (result.stdout + result.stderr).upper()
+        for state in ("SUCCEEDED", "FAILED", "STOPPED"):
+            if state in said:
+                return state
+        time.sleep(5)
+    return "TIMEOUT"
