@@ -28,6 +28,7 @@ def connect_ray(config: RayConfig) -> bool:
         return False
     log.info("starting a local Ray")
     ray.init(
+        address="local",  # a new local Ray, not whatever `ray start` left on this machine
         namespace=config.namespace,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",

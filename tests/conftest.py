@@ -57,6 +57,7 @@ def local_ray():
     import ray
 
     ray.init(
+        address="local",  # never join a head another test (or user) left on this machine
         num_cpus=2,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
