@@ -10,6 +10,7 @@ helps (removing it costs), negative means it hurts.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -34,17 +35,19 @@ class Segmentation:
 
 
 def segmentation_request(prompt: str, max_units: int = MAX_UNITS) -> str:
+    # Delimited by ### rather than <prompt> tags: the rewrite step owns <prompt>, and a short
+    # instruction with one example is what a 135M model can follow.
     return (
-        f"Copy the prompt below exactly, word for word, and wrap at most {max_units} "
-        "independent parts that could be removed in <mask></mask> tags. Do not nest tags, do "
-        "not change any words. If nothing can be removed, copy it without tags.\n"
-        "Example: Be polite. Answer in French.\n"
-        "Output: <mask>Be polite.</mask> <mask>Answer in French.</mask>\n\n"
-        f"Prompt: {prompt}\nOutput:"
+        f"Copy the text between the ### lines exactly. Wrap at most {max_units} parts that could "
+        "each be removed on their own in <mask></mask>. Do not nest or overlap tags and do not "
+        "change any words. If no part can be removed, copy the text with no tags.\n"
+        "Example text: Be polite. Answer in French.\n"
+        "Example output: <mask>Be polite.</mask> <mask>Answer in French.</mask>\n"
+        f"###\n{prompt}\n###\nOutput:"
     )
 
 
-def tagged_units(model_output: str) -> tuple[list[str] | None, str]:
+def _tagged_units(model_output: str) -> tuple[list[str] | None, str]:
     """The texts inside <mask></mask> pairs, or (None, why the tags are malformed)."""
     units, depth, start = [], 0, 0
     for match in _TAG.finditer(model_output):
@@ -67,7 +70,8 @@ def parse_mask_units(
     prompt: str, model_output: str, max_units: int = MAX_UNITS
 ) -> tuple[tuple[Span, ...] | None, str]:
     """Spans of the model's units in the prompt, or (None, why they cannot be used)."""
-    units, reason = tagged_units(model_output)
+    _check_max_units(max_units)
+    units, reason = _tagged_units(model_output)
     if units is None:
         return None, reason
     if not units:
@@ -90,6 +94,7 @@ def parse_mask_units(
 
 def sentence_spans(prompt: str, max_units: int = MAX_UNITS) -> tuple[Span, ...]:
     """Sentences and lines of the prompt, merged into at most `max_units` adjacent groups."""
+    _check_max_units(max_units)
     pieces, start = [], 0
     for match in _SENTENCE_END.finditer(prompt):
         pieces.append((start, match.start()))
@@ -105,6 +110,11 @@ def sentence_spans(prompt: str, max_units: int = MAX_UNITS) -> tuple[Span, ...]:
         last = (index + 1) * len(pieces) // max_units - 1
         groups.append((pieces[first][0], pieces[last][1]))
     return tuple(groups)
+
+
+def _check_max_units(max_units: int) -> None:
+    if max_units < 1:
+        raise ValueError(f"max_units must be at least 1, got {max_units}")
 
 
 def _strip_span(prompt: str, span: Span) -> Span:
@@ -143,13 +153,22 @@ def render_analysis(
         raise ValueError(f"{len(units)} units but {len(deltas)} deltas")
     if not units:
         return "No removable units were found in the prompt."
-    lines = []
-    for unit, delta in zip(units, deltas):
-        if abs(delta) <= neutral_tolerance:
-            verdict = f"neutral (change {abs(delta):.3f})"
-        elif delta > 0:
-            verdict = f"helps (removing it raises the loss by {delta:.3f})"
-        else:
-            verdict = f"hurts (removing it lowers the loss by {-delta:.3f})"
-        lines.append(f'- "{unit}" {verdict}')
-    return "\n".join(lines)
+    return "\n".join(
+        f'- "{_one_line(unit)}" {_verdict(delta, neutral_tolerance)}'
+        for unit, delta in zip(units, deltas)
+    )
+
+
+def _one_line(unit: str) -> str:
+    # Merged sentence groups can span line breaks; the rewriter expects one line per unit.
+    return " ".join(unit.split())
+
+
+def _verdict(delta: float, neutral_tolerance: float) -> str:
+    if math.isnan(delta):  # a failed score must not read as "hurts"
+        return "unmeasured (the masked prompt could not be scored)"
+    if abs(delta) <= neutral_tolerance:
+        return f"neutral (change {abs(delta):.3f})"
+    if delta > 0:
+        return f"helps (removing it raises the loss by {delta:.3f})"
+    return f"hurts (removing it lowers the loss by {-delta:.3f})"
