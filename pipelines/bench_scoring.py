@@ -10,14 +10,14 @@ timing, so start-up cost is reported separately.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
+from dataclasses import replace
 
 from pmpo_ray.config import EngineConfig, RayConfig, ReplicaConfig
-from pmpo_ray.requests import Example, score_requests
+from pmpo_ray.requests import score_requests
+from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
 
-SAMPLES = Path(__file__).resolve().parents[1] / "pmpo_ray" / "tasks" / "samples" / "bbh"
+SAMPLES = SAMPLES_DIR / "bbh"
 PROMPTS = [
     ("final-only", "Read the question carefully and answer with the final answer only."),
     ("stepwise", "Let's think step by step."),
@@ -28,10 +28,8 @@ MIN_TOKENS = 20_000
 def bench_requests(tokenizer, per_task: int):
     examples = []
     for path in sorted(SAMPLES.glob("*.json")):
-        rows = json.loads(path.read_text())["examples"][:per_task]
-        examples += [
-            Example(f"{path.stem}-{i}", r["input"], r["target"]) for i, r in enumerate(rows)
-        ]
+        rows = load_examples(path)[:per_task]
+        examples += [replace(e, example_id=f"{path.stem}-{e.example_id}") for e in rows]
     table = score_requests(
         tokenizer, PROMPTS, examples, task_id="bench", kind="adhoc", role="system"
     )

@@ -3,19 +3,20 @@ and a local Ray on loopback that the test session stops itself."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
 from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
 
-SAMPLES = Path(__file__).resolve().parents[1] / "pmpo_ray" / "tasks" / "samples" / "bbh"
+SAMPLES = SAMPLES_DIR / "bbh"
 
 
 def bbh_examples(task: str, count: int) -> list[Example]:
-    examples = json.loads((SAMPLES / f"{task}.json").read_text())["examples"][:count]
-    return [Example(f"{task}-{i}", e["input"], e["target"]) for i, e in enumerate(examples)]
+    """The first `count` examples of a built-in BBH task, ids prefixed by the task's name."""
+    examples = load_examples(SAMPLES / f"{task}.json")[:count]
+    return [replace(e, example_id=f"{task}-{e.example_id}") for e in examples]
 
 
 @pytest.fixture(scope="session")

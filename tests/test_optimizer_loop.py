@@ -12,7 +12,7 @@ from pmpo_ray.requests import Example
 from pmpo_ray.tasks.config import TaskConfig
 from pmpo_ray.tasks.formats import DataError
 from pmpo_ray.tasks.task import Task, load_task
-from tests.fakes import FakeEngine
+from tests.fakes import FakeEngine, scripted_rewrites
 
 
 def make_task(n_train=6, task_id="toy", fmt="supervised", rejected=()):
@@ -23,37 +23,16 @@ def make_task(n_train=6, task_id="toy", fmt="supervised", rejected=()):
     return Task(task_id, fmt, "answer questions", "Think.", train, test)
 
 
-def rewriting(context, seed, index):
-    """Segment into the single sentence; rewrite to a prompt that names the seed and sample."""
-    if "<mask>" in context and "<prompt>" not in context:
-        return "<mask>Think.</mask>"
-    return f"Analysis. <prompt>Read carefully {seed % 1000}-{index}.</prompt>"
-
-
-def optimize(task, engine, **overrides):
+def optimize(task, engine, tokenizer, **overrides):
     config = OptimizerConfig(**{"iterations": 2, **overrides})
-    run = TaskRun(task, config, engine_tokenizer(), PromptFormat())
+    run = TaskRun(task, config, tokenizer, PromptFormat())
     [result] = run_rounds([run], generator=engine, scorer=engine)
     return result
 
 
-_TOKENIZER = {}
-
-
-def engine_tokenizer():
-    if "t" not in _TOKENIZER:
-        from transformers import AutoTokenizer
-
-        from pmpo_ray.config import ModelConfig
-        from pmpo_ray.engines.models import resolve_model_path
-
-        _TOKENIZER["t"] = AutoTokenizer.from_pretrained(resolve_model_path(ModelConfig()))
-    return _TOKENIZER["t"]
-
-
-def test_two_iterations_record_everything_and_improve():
-    engine = FakeEngine(rewriting)
-    result = optimize(make_task(), engine, reduction="sum")
+def test_two_iterations_record_everything_and_improve(tokenizer):
+    engine = FakeEngine(scripted_rewrites)
+    result = optimize(make_task(), engine, tokenizer, reduction="sum")
     assert len(result.history) == 2
     assert result.best.loss < result.initial.loss
     assert "carefully" in result.best.text
@@ -74,19 +53,19 @@ def test_two_iterations_record_everything_and_improve():
     assert result.budget.tokens_generated > 0 and result.budget.tokens_scored > 0
 
 
-def test_rounds_make_one_call_per_stage():
-    engine = FakeEngine(rewriting)
-    optimize(make_task(), engine)
+def test_rounds_make_one_call_per_stage(tokenizer):
+    engine = FakeEngine(scripted_rewrites)
+    optimize(make_task(), engine, tokenizer)
     # analyze; rewrite (improves); analyze the new incumbent; rewrite, where every sample repeats
     # an already scored prompt, is rejected as a duplicate and leaves nothing to score
     assert len(engine.generate_calls) == 4
     assert len(engine.score_calls) == 3
 
 
-def test_same_seed_same_run_and_seed_matters():
-    first = optimize(make_task(), FakeEngine(rewriting), seed=3)
-    again = optimize(make_task(), FakeEngine(rewriting), seed=3)
-    other = optimize(make_task(), FakeEngine(rewriting), seed=4)
+def test_same_seed_same_run_and_seed_matters(tokenizer):
+    first = optimize(make_task(), FakeEngine(scripted_rewrites), tokenizer, seed=3)
+    again = optimize(make_task(), FakeEngine(scripted_rewrites), tokenizer, seed=3)
+    other = optimize(make_task(), FakeEngine(scripted_rewrites), tokenizer, seed=4)
     texts = lambda r: [c.text for rec in r.history for c in rec.candidates]
     assert texts(first) == texts(again) and first.best == again.best
     assert texts(first) != texts(other)
@@ -95,11 +74,11 @@ def test_same_seed_same_run_and_seed_matters():
 @pytest.mark.parametrize(
     "style, finish_reason", [("long", "stop"), ("short", "length")], ids=["no-tag", "cut-off"]
 )
-def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_reason):
+def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_reason, tokenizer):
     engine = FakeEngine(
         lambda context, seed, index: "I cannot help with that.", finish_reason=finish_reason
     )
-    result = optimize(make_task(), engine, iterations=3, meta_prompt=style)
+    result = optimize(make_task(), engine, tokenizer, iterations=3, meta_prompt=style)
     assert len(result.history) == 3
     assert result.best.candidate_id == "init"
     for record in result.history:
@@ -109,19 +88,19 @@ def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_r
     assert result.history[0].analyses[0].method == "sentences"  # segmentation fell back too
 
 
-def test_patience_stops_early():
+def test_patience_stops_early(tokenizer):
     engine = FakeEngine(lambda context, seed, index: "nothing", finish_reason="length")
-    result = optimize(make_task(), engine, iterations=10, patience=2)
+    result = optimize(make_task(), engine, tokenizer, iterations=10, patience=2)
     assert len(result.history) == 2
     assert "no improvement" in result.stop_reason
 
 
-def test_too_few_training_examples_for_k():
+def test_too_few_training_examples_for_k(tokenizer):
     with pytest.raises(
         ValueError,
         match=r"task 'toy': 3 hard cases need at least 3 training examples; the training split has 2",
     ):
-        TaskRun(make_task(n_train=2), OptimizerConfig(), engine_tokenizer(), PromptFormat())
+        TaskRun(make_task(n_train=2), OptimizerConfig(), tokenizer, PromptFormat())
 
 
 def test_prompt_without_text_is_rejected(tmp_path):
@@ -132,48 +111,48 @@ def test_prompt_without_text_is_rejected(tmp_path):
         load_task(config)
 
 
-def test_short_style_prefills_the_tag_and_closes_finished_answers():
+def test_short_style_prefills_the_tag_and_closes_finished_answers(tokenizer):
     seen_contexts = []
 
     def respond(context, seed, index):
         seen_contexts.append(context)
         return "Answer carefully." if "<mask>" not in context else "<mask>Think.</mask>"
 
-    result = optimize(make_task(), FakeEngine(respond), iterations=1)
+    result = optimize(make_task(), FakeEngine(respond), tokenizer, iterations=1)
     assert any(c.endswith("<|im_start|>assistant\n<prompt>") for c in seen_contexts)
     assert result.best.text == "Answer carefully."
 
 
-def test_masking_off_skips_analysis_rounds():
-    engine = FakeEngine(rewriting)
-    result = optimize(make_task(), engine, use_masking=False)
+def test_masking_off_skips_analysis_rounds(tokenizer):
+    engine = FakeEngine(scripted_rewrites)
+    result = optimize(make_task(), engine, tokenizer, use_masking=False)
     assert result.history[0].analyses[0].text == "(mask analysis disabled)"
     assert len(engine.generate_calls) == 2  # rewrites only; the first round generates nothing
 
 
-def test_preference_objective_scores_rejected_answers():
-    engine = FakeEngine(rewriting)
+def test_preference_objective_scores_rejected_answers(tokenizer):
+    engine = FakeEngine(scripted_rewrites)
     task = make_task(fmt="multiple_choice", rejected=("(B)", "(C)"))
-    result = optimize(task, engine, objective="preference", iterations=1)
+    result = optimize(task, engine, tokenizer, objective="preference", iterations=1)
     # chosen and rejected cost the same per word under one prompt; the loss is finite and positive
     assert result.initial.loss > 0
     rows_per_prompt = len(task.train) * 3
     assert engine.score_calls[0] % rows_per_prompt == 0
 
 
-def test_several_tasks_share_each_engine_call():
-    engine = FakeEngine(rewriting)
+def test_several_tasks_share_each_engine_call(tokenizer):
+    engine = FakeEngine(scripted_rewrites)
     runs = [
         TaskRun(
             make_task(task_id=f"task{i}"),
             OptimizerConfig(iterations=2),
-            engine_tokenizer(),
+            tokenizer,
             PromptFormat(),
         )
         for i in range(3)
     ]
     results = run_rounds(runs, generator=engine, scorer=engine)
-    alone = optimize(make_task(task_id="task0"), FakeEngine(rewriting))
+    alone = optimize(make_task(task_id="task0"), FakeEngine(scripted_rewrites), tokenizer)
     assert len(engine.score_calls) == 3
     assert [r.task_id for r in results] == ["task0", "task1", "task2"]
     assert results[0].best.loss == alone.best.loss

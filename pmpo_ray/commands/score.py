@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     engine, cleanup = open_scorer(config, use_ray=args.replicas is not None)
     try:
         requests = score_requests(
-            engine_tokenizer(config),
+            engine.tokenizer if hasattr(engine, "tokenizer") else engine_tokenizer(config),
             [("prompt", prompt)],
             examples,
             task_id=args.data.stem,
@@ -122,7 +122,7 @@ def open_scorer(config: ScoringConfig, use_ray: bool):
 
 
 def engine_tokenizer(config: ScoringConfig):
-    """The tokenizer whose chat template renders prompts (cheap to load beside the engine)."""
+    """The model's tokenizer for a replica pool, whose engines hold theirs in other processes."""
     from transformers import AutoTokenizer
 
     from pmpo_ray.engines.models import resolve_model_path

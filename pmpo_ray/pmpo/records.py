@@ -6,7 +6,7 @@ without pickle, and compared field by field across runs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from pmpo_ray.pmpo.select import Candidate
 
@@ -73,6 +73,3 @@ class OptimizationResult:
     lineage: dict[str, str | None] = field(default_factory=dict)  # candidate -> parent
     budget: Budget = field(default_factory=Budget)
     stop_reason: str = ""
-
-    def to_json(self) -> dict:
-        return asdict(self)

@@ -8,7 +8,6 @@ never leaves a half-written run.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from pmpo_ray.pmpo.records import OptimizationResult
+from pmpo_ray.store import atomic_write_json
 
 HISTORY_SCHEMA = pa.schema(
     [
@@ -95,10 +95,10 @@ def write_run(
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
     try:
         pq.write_table(history_table(result), staging / "history.parquet")
-        dump_json([asdict(r) for r in result.history], staging / "iterations.json")
-        dump_json(asdict(result.best), staging / "best_prompt.json")
+        atomic_write_json([asdict(r) for r in result.history], staging / "iterations.json")
+        atomic_write_json(asdict(result.best), staging / "best_prompt.json")
         (staging / "best_prompt.txt").write_text(result.best.text + "\n", encoding="utf-8")
-        dump_json(summary(result), staging / "result.json")
+        atomic_write_json(summary(result), staging / "result.json")
         (staging / "config.yaml").write_text(
             yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
         )
@@ -107,9 +107,3 @@ def write_run(
         staging.rename(run_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def dump_json(data, path: Path) -> None:
-    path.write_text(
-        json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n", encoding="utf-8"
-    )

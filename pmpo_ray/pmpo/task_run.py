@@ -158,11 +158,13 @@ class TaskRun:
     def _ablation_prompts(self) -> list[tuple[str, str]]:
         prompts = [(INITIAL_ID, self.task.initial_prompt)] if self.initial is None else []
         self._segments = {}
+        if not self.config.use_masking:
+            return prompts
         for candidate_id, text in self._unanalyzed():
-            output = self._segmentations.get(candidate_id) if self.config.use_masking else None
+            output = self._segmentations.get(candidate_id)
             segmentation = masking.segment(text, output, self.config.max_units)
             self._segments[candidate_id] = segmentation
-            for j, span in enumerate(segmentation.spans if self.config.use_masking else ()):
+            for j, span in enumerate(segmentation.spans):
                 prompts.append((f"{candidate_id}~mask{j}", masking.masked_prompt(text, span)))
         return prompts
 
@@ -173,17 +175,12 @@ class TaskRun:
             self.population = (self.initial,)
         by_id = {c.candidate_id: c for c in self.population}
         for candidate_id, segmentation in self._segments.items():
-            text = by_id[candidate_id].text
-            units = segmentation.units(text) if self.config.use_masking else ()
+            units = segmentation.units(by_id[candidate_id].text)
             masked = [
                 mean_loss(self.example_losses[f"{candidate_id}~mask{j}"]) for j in range(len(units))
             ]
             deltas = masking.ablation_deltas(by_id[candidate_id].loss, masked)
-            rendered = (
-                masking.render_analysis(units, deltas, self.config.neutral_tolerance)
-                if self.config.use_masking
-                else "(mask analysis disabled)"
-            )
+            rendered = masking.render_analysis(units, deltas, self.config.neutral_tolerance)
             self.analyses[candidate_id] = Analysis(
                 candidate_id,
                 segmentation.method,
@@ -192,6 +189,7 @@ class TaskRun:
                 tuple(deltas),
                 rendered,
             )
+        self._skip_analysis_without_masking()
         self.phase = "rewrite" if self.config.iterations > 0 else "done"
         if self.phase == "done":
             self.stop_reason = "no iterations configured"
@@ -307,11 +305,17 @@ class TaskRun:
         elif self.config.use_masking and self._unanalyzed():
             self.phase = "analyze"
         else:
-            for candidate_id, _ in self._unanalyzed():  # masking off: nothing to measure
-                self.analyses[candidate_id] = Analysis(
-                    candidate_id, "none", "", (), (), "(mask analysis disabled)"
-                )
+            self._skip_analysis_without_masking()
             self.phase = "rewrite"
+
+    def _skip_analysis_without_masking(self) -> None:
+        """With masking off there is nothing to measure; the rewriter is told so."""
+        if self.config.use_masking:
+            return
+        for candidate_id, _ in self._unanalyzed():
+            self.analyses[candidate_id] = Analysis(
+                candidate_id, "none", "", (), (), "(mask analysis disabled)"
+            )
 
     def _stale_iterations(self) -> int:
         stale = 0
