@@ -26,6 +26,18 @@ def parse_args(argv):
     parser.add_argument("--out", required=True, type=Path, help="results folder to create")
     parser.add_argument("--overwrite", action="store_true", help="reuse an existing folder")
     parser.add_argument("--iterations", type=int, help="override every task's iterations")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted key, e.g. scorer.replicas.num_replicas=2",
+    )
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="then evaluate every task on its held-out split with the same warm engines",
+    )
     return parser.parse_args(argv)
 
 
@@ -33,8 +45,11 @@ def run(args) -> dict:
     import ray
     from transformers import AutoTokenizer
 
+    from pmpo_ray.commands.evaluate import summary_table
     from pmpo_ray.engines.models import resolve_model_path
     from pmpo_ray.engines.replicas import ReplicaPool
+    from pmpo_ray.evaluation.evaluate_run import evaluate_run
+    from pmpo_ray.evaluation.run_folder import read_run_folder
     from pmpo_ray.pipeline import RayDataEngines
     from pmpo_ray.pmpo.rounds import run_rounds
     from pmpo_ray.pmpo.task_run import TaskRun
@@ -42,7 +57,9 @@ def run(args) -> dict:
     from pmpo_ray.ray_session import connect_ray
     from pmpo_ray.tasks.task import load_task
 
-    config = load_config(SuiteConfig, args.config, **{"optimizer.iterations": args.iterations})
+    overrides = dict(parse_override(item) for item in args.set)
+    overrides["optimizer.iterations"] = args.iterations
+    config = load_config(SuiteConfig, args.config, **overrides)
     tasks = [load_task(t.task) for t in config.tasks]  # bad data fails before any engine starts
     if args.out.exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; choose another --out or pass --overwrite")
@@ -65,12 +82,28 @@ def run(args) -> dict:
         ]
         manager = PopulationManager(runs, args.out, pools)
         run_rounds(runs, generator=engines, scorer=engines, on_round=manager.on_round)
-        return manager.finish(config.model_dump(mode="json"))
+        summary = manager.finish(config.model_dump(mode="json"))
+        if args.evaluate:
+            evaluation = evaluate_run(
+                read_run_folder(args.out), scorer=engines, generator=engines, tokenizer=tokenizer
+            )
+            print(summary_table(evaluation))
+        return summary
     finally:
         for pool in pools.values():
             pool.shutdown()
         if started_ray:
             ray.shutdown()
+
+
+def parse_override(item: str) -> tuple[str, object]:
+    """'a.b=2' -> ('a.b', 2): the value is read as YAML, so numbers and lists keep their type."""
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. scorer.replicas.num_replicas=2")
+    return key.strip(), yaml.safe_load(value)
 
 
 def _optimizer(config: SuiteConfig, entry, args):

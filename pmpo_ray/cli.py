@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 
-from pmpo_ray.commands import model, optimize, score
+from pmpo_ray.commands import evaluate, model, optimize, report, score
 from pmpo_ray.engines.models import ModelNotFoundError
 
-COMMANDS = (score, optimize, model)
+COMMANDS = (score, optimize, evaluate, model, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

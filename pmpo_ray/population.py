@@ -4,7 +4,8 @@ After every round it writes one JSON file per round (`state/round-NNNN.json`: pe
 phase, population, iterations done, best loss and budget) and appends the round's
 observability line to `rounds.jsonl` (stage wall times, requests, pool busy fractions). Both
 are plain formats, written atomically, so a later resume can read the last finished round.
-At the end each task gets its run folder under `tasks/`.
+At the end each task gets its run folder under `tasks/`, and the suite its config.yaml and
+suite.json (written last: its presence marks a finished suite).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+import yaml
+
 from pmpo_ray.pmpo.run_files import write_run
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.store import atomic_write_json
+from pmpo_ray.store import atomic_write_json, atomic_write_text
 
 
 class PopulationManager:
@@ -75,6 +78,7 @@ class PopulationManager:
                 "best_prompt": result.best.text,
                 "budget": asdict(result.budget),
             }
+        atomic_write_text(yaml.safe_dump(config, sort_keys=False), self.out_dir / "config.yaml")
         atomic_write_json(summary, self.out_dir / "suite.json")
         return summary
 

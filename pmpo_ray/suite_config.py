@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from pmpo_ray.config import EngineConfig, FrozenConfig, PromptFormat, RayConfig, ReplicaConfig
+from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.tasks.config import TaskConfig
 
@@ -40,6 +41,9 @@ class SuiteConfig(FrozenConfig):
     )
     ray: RayConfig = Field(default_factory=RayConfig, description="Where Ray runs.")
     batch_rows: int = Field(64, gt=0, description="Rows per Ray Data batch sent to one replica.")
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="Held-out evaluation of every task."
+    )
 
     @model_validator(mode="after")
     def unique_task_names(self) -> "SuiteConfig":

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from pmpo_ray.config import EngineConfig, FrozenConfig, PromptFormat
+from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.tasks.config import TaskConfig
 
 
@@ -70,4 +71,7 @@ class OptimizeJobConfig(FrozenConfig):
     )
     prompt_format: PromptFormat = Field(
         default_factory=PromptFormat, description="How prompts are rendered."
+    )
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="Held-out evaluation (`pmpo evaluate`)."
     )

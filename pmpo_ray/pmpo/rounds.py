@@ -60,6 +60,11 @@ def run_stage(
     return split_results(call(combined), offsets, [t.num_rows for t in tables])
 
 
+def column_total(tables: Sequence[pa.Table], column: str) -> int:
+    """Sum of a count column over result tables (tables without it count zero)."""
+    return sum(pc.sum(t.column(column)).as_py() or 0 for t in tables if column in t.column_names)
+
+
 def run_rounds(
     runs: Sequence[TaskRun],
     *,
@@ -68,7 +73,7 @@ def run_rounds(
     on_round: RoundCallback | None = None,
 ) -> list[OptimizationResult]:
     """Rounds until every run is done; `on_round(index, runs, stats)` sees each round's
-    per-stage wall time and request counts."""
+    per-stage wall time, request counts and tokens (generated; read by the scorer)."""
     round_index = 0
     while active := [run for run in runs if not run.done]:
         round_index += 1
@@ -76,16 +81,20 @@ def run_rounds(
         started = time.perf_counter()
         plans = [run.plan_generation() for run in active]
         no_samples = GENERATE_RESULT_SCHEMA.empty_table()
-        for run, generated in zip(active, run_stage(plans, generator.generate, no_samples)):
-            run.take_generations(generated)
+        generated = run_stage(plans, generator.generate, no_samples)
+        for run, samples in zip(active, generated):
+            run.take_generations(samples)
         stats["generation_requests"] = sum(t.num_rows for t in plans)
+        stats["generation_tokens"] = column_total(generated, "n_tokens")
         stats["generation_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
         requests = [run.plan_scoring() for run in active]
         empty_scored = pa.table({"request_id": pa.array([], pa.int64())})
-        for run, scored in zip(active, run_stage(requests, scorer.score, empty_scored)):
-            run.take_scores(scored)
+        scored = run_stage(requests, scorer.score, empty_scored)
+        for run, rows in zip(active, scored):
+            run.take_scores(rows)
         stats["scoring_requests"] = sum(t.num_rows for t in requests)
+        stats["scoring_tokens"] = column_total(scored, "n_input_tokens")
         stats["scoring_seconds"] = time.perf_counter() - started
         if on_round is not None:
             on_round(round_index, runs, stats)

@@ -1,0 +1,63 @@
+"""`pmpo evaluate RUN_DIR`: held-out loss and accuracy of a run's prompts and the baselines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pmpo_ray.evaluation.evaluate_run import evaluate_run, with_overrides
+from pmpo_ray.evaluation.run_folder import read_run_folder
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="score a run's initial, optimized and baseline prompts on held-out data"
+    )
+    parser.add_argument("run_dir", type=Path, help="a `pmpo optimize` or suite run folder")
+    parser.add_argument("--max-examples", type=int, help="evaluate on the first N held-out only")
+    parser.add_argument("--max-answer-tokens", type=int, help="generation budget per answer")
+    parser.add_argument(
+        "--no-accuracy", action="store_true", help="skip greedy generation (loss only)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pmpo_ray.engines.factory import build_engine
+
+    folder = read_run_folder(args.run_dir)
+    config = with_overrides(
+        folder.evaluation,
+        max_examples=args.max_examples,
+        max_answer_tokens=args.max_answer_tokens,
+        accuracy=False if args.no_accuracy else None,
+    )
+    engine = build_engine(folder.engine, folder.prompt_format)
+    try:
+        results = evaluate_run(
+            folder, scorer=engine, generator=engine, tokenizer=engine.tokenizer, config=config
+        )
+    finally:
+        engine.close()
+    print(summary_table(results))
+    print(
+        f"wrote evaluation.json and predictions.parquet for {len(results)} task(s) in {args.run_dir}"
+    )
+    return 0
+
+
+def summary_table(results: dict[str, dict]) -> str:
+    """Plain-text table: per task and prompt, held-out CE, loss and accuracy."""
+    lines = [f"{'task':<24} {'prompt':<16} {'CE':>7} {'loss':>7} {'acc':>6} {'pair':>6}"]
+    for task_id, result in results.items():
+        for row in result["prompts"]:
+            lines.append(
+                f"{task_id:<24} {row['name']:<16} {row['heldout_ce']:>7.3f} "
+                f"{row['heldout_loss']:>7.3f} {_percent(row['accuracy']):>6} "
+                f"{_percent(row['pairwise_accuracy']):>6}"
+            )
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"

@@ -1,0 +1,132 @@
+"""Held-out evaluation of real run folders (optimized against the scripted engine): every named
+prompt measured, answers graded, all tasks batched into one scoring and one generation call."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from pmpo_ray.evaluation.evaluate_run import evaluate_run, with_overrides
+from pmpo_ray.evaluation.run_folder import read_run_folder
+from pmpo_ray.pmpo.config import OptimizeJobConfig
+from pmpo_ray.pmpo.rounds import run_rounds
+from pmpo_ray.pmpo.run_files import write_run
+from pmpo_ray.pmpo.task_run import TaskRun
+from pmpo_ray.population import PopulationManager
+from pmpo_ray.suite_config import SuiteConfig
+from pmpo_ray.tasks.task import load_task
+from tests.fakes import FakeEngine, scripted_rewrites
+
+NAVIGATE = {
+    "name": "navigate",
+    "data": "builtin:bbh/navigate.json",
+    "format": "multiple_choice",
+    "initial_prompt": "Answer.",
+    "max_train": 6,
+}
+PAIRS = {
+    "name": "pairs",
+    "data": "builtin:alpaca_eval/pairs_short.jsonl",
+    "format": "preference",
+    "initial_prompt": "Be helpful.",
+    "max_train": 4,
+}
+OPTIMIZER = {"iterations": 1, "hard_cases": 1, "rewrites_per_case": 2}
+
+
+def answers_yes_when_careful(context, seed, index):
+    """Rewrites as usual; held-out answers 'Yes' under a prompt containing 'carefully'."""
+    if "<prompt>" in context or "<mask>" in context:
+        return scripted_rewrites(context, seed, index)
+    return "Let me see. So the answer is Yes." if "carefully" in context else "Hmm, not sure"
+
+
+@pytest.fixture
+def task_run_dir(tmp_path, tokenizer):
+    config = OptimizeJobConfig.model_validate(
+        {"task": NAVIGATE, "optimizer": OPTIMIZER, "evaluation": {"max_examples": 10}}
+    )
+    run = TaskRun(load_task(config.task), config.optimizer, tokenizer, config.prompt_format)
+    engine = FakeEngine(answers_yes_when_careful)
+    [result] = run_rounds([run], generator=engine, scorer=engine)
+    assert "carefully" in result.best.text  # the scripted engine rewards this word
+    write_run(result, tmp_path / "run", config.model_dump(mode="json"))
+    return tmp_path / "run"
+
+
+def test_single_task_run_evaluates_every_prompt(task_run_dir, tokenizer):
+    engine = FakeEngine(answers_yes_when_careful)
+    folder = read_run_folder(task_run_dir)
+    [result] = evaluate_run(folder, scorer=engine, generator=engine, tokenizer=tokenizer).values()
+
+    heldout = load_task(folder.tasks[0].task).test[:10]
+    rows = {row["name"]: row for row in result["prompts"]}
+    assert set(rows) == {"initial", "optimized", "no_instruction", "step_by_step"}
+    assert result["n_heldout"] == 10 and result["answer_match"] == "option"
+    assert rows["optimized"]["heldout_ce"] < rows["initial"]["heldout_ce"]
+    share_yes = sum(e.target == "Yes" for e in heldout) / len(heldout)
+    assert rows["optimized"]["accuracy"] == pytest.approx(share_yes)
+    assert rows["initial"]["accuracy"] == 0.0  # "not sure" names no option: never a guess
+    assert rows["optimized"]["pairwise_accuracy"] is not None  # Yes/No distractor scored
+    # four names, four distinct texts: every prompt scored (target + 1 distractor) and answered
+    assert engine.score_calls == [4 * 10 * 2] and engine.generate_calls == [4 * 10]
+
+    predictions = pq.read_table(task_run_dir / "predictions.parquet").to_pylist()
+    assert len(predictions) == 4 * 10
+    optimized = [p for p in predictions if p["prompt_name"] == "optimized"]
+    assert all(p["extracted"] == "Yes" for p in optimized)
+    assert [p["correct"] for p in optimized] == [e.target == "Yes" for e in heldout]
+
+    saved = json.loads((task_run_dir / "evaluation.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    counterfactual = saved["generation_counterfactual"]
+    assert counterfactual["candidates_scored"] == 1 + 2  # initial + two rewrites
+    mean_tokens = rows["optimized"]["tokens_generated"] / 10
+    assert counterfactual["generated_tokens"] == round(3 * saved["n_train"] * mean_tokens)
+
+
+def test_suite_tasks_share_one_scoring_and_one_generation_call(tmp_path, tokenizer):
+    config = SuiteConfig.model_validate(
+        {
+            "name": "two",
+            "optimizer": OPTIMIZER,
+            "tasks": [{"task": NAVIGATE}, {"task": PAIRS}],
+            "evaluation": {"max_examples": 6, "baselines": {"terse": "Be brief."}},
+        }
+    )
+    runs = [
+        TaskRun(load_task(t.task), config.optimizer, tokenizer, config.prompt_format)
+        for t in config.tasks
+    ]
+    engine = FakeEngine(answers_yes_when_careful)
+    manager = PopulationManager(runs, tmp_path / "suite")
+    run_rounds(runs, generator=engine, scorer=engine, on_round=manager.on_round)
+    manager.finish(config.model_dump(mode="json"))
+
+    engine = FakeEngine(answers_yes_when_careful)
+    results = evaluate_run(
+        read_run_folder(tmp_path / "suite"), scorer=engine, generator=engine, tokenizer=tokenizer
+    )
+    assert len(engine.score_calls) == 1 and len(engine.generate_calls) == 1
+    assert engine.generate_calls == [3 * 6]  # navigate only: preference pairs are not generated
+    pairs = {row["name"]: row for row in results["pairs"]["prompts"]}
+    assert set(pairs) == {"initial", "optimized", "terse"}
+    assert all(row["accuracy"] is None for row in pairs.values())
+    assert all(0.0 <= row["pairwise_accuracy"] <= 1.0 for row in pairs.values())
+    assert results["pairs"]["answer_match"] == "none"
+    for task_id in ("navigate", "pairs"):
+        assert (tmp_path / "suite" / "tasks" / task_id / "evaluation.json").is_file()
+
+
+def test_overrides_and_bad_folders(tmp_path, task_run_dir):
+    folder = read_run_folder(task_run_dir)
+    config = with_overrides(folder.evaluation, max_examples=None, accuracy=False)
+    assert config.max_examples == 10 and config.accuracy is False
+    with pytest.raises(ValueError, match="no such run folder"):
+        read_run_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a run folder"):
+        read_run_folder(tmp_path / "empty")
+    (task_run_dir / "history.parquet").unlink()
+    with pytest.raises(ValueError, match="missing history.parquet"):
+        read_run_folder(task_run_dir)
