@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,7 +25,12 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="suite YAML")
     parser.add_argument("--out", required=True, type=Path, help="results folder to create")
-    parser.add_argument("--overwrite", action="store_true", help="reuse an existing folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results in an existing folder"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an unfinished run from its last round"
+    )
     parser.add_argument("--iterations", type=int, help="override every task's iterations")
     parser.add_argument(
         "--set",
@@ -47,7 +53,6 @@ def run(args) -> dict:
 
     from pmpo_ray.commands.evaluate import summary_table
     from pmpo_ray.engines.models import resolve_model_path
-    from pmpo_ray.engines.replicas import ReplicaPool
     from pmpo_ray.evaluation.evaluate_run import evaluate_run
     from pmpo_ray.evaluation.run_folder import read_run_folder
     from pmpo_ray.pipeline import RayDataEngines
@@ -61,19 +66,11 @@ def run(args) -> dict:
     overrides["optimizer.iterations"] = args.iterations
     config = load_config(SuiteConfig, args.config, **overrides)
     tasks = [load_task(t.task) for t in config.tasks]  # bad data fails before any engine starts
-    if args.out.exists() and not args.overwrite:
-        raise ValueError(f"{args.out} exists; choose another --out or pass --overwrite")
+    prepare_out_dir(args.out, overwrite=args.overwrite, resume=args.resume)
     started_ray = connect_ray(config.ray)
-    pools = {
-        "scorer": ReplicaPool.start(
-            config.scorer.engine, config.scorer.replicas, config.prompt_format
-        )
-    }
-    if config.rewriter is not None:
-        pools["rewriter"] = ReplicaPool.start(
-            config.rewriter.engine, config.rewriter.replicas, config.prompt_format
-        )
+    pools = {}
     try:
+        pools.update(start_pools(config))
         engines = RayDataEngines(pools["scorer"], pools.get("rewriter"), config.batch_rows)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.scorer.engine.model))
         runs = [
@@ -81,7 +78,14 @@ def run(args) -> dict:
             for task, entry in zip(tasks, config.tasks)
         ]
         manager = PopulationManager(runs, args.out, pools)
-        run_rounds(runs, generator=engines, scorer=engines, on_round=manager.on_round)
+        rounds_done = manager.resume() if args.resume else 0
+        run_rounds(
+            runs,
+            generator=engines,
+            scorer=engines,
+            on_round=manager.on_round,
+            rounds_done=rounds_done,
+        )
         summary = manager.finish(config.model_dump(mode="json"))
         if args.evaluate:
             evaluation = evaluate_run(
@@ -94,6 +98,59 @@ def run(args) -> dict:
             pool.shutdown()
         if started_ray:
             ray.shutdown()
+
+
+def start_pools(config: SuiteConfig) -> dict:
+    """The long-lived engine actors: a scorer pool, and a rewriter pool when configured."""
+    from pmpo_ray.engines.replicas import ReplicaPool
+
+    pools = {}
+    try:
+        for name in ("scorer", "rewriter"):
+            pool_config = getattr(config, name)
+            if pool_config is not None:
+                pools[name] = ReplicaPool.start(
+                    pool_config.engine, pool_config.replicas, config.prompt_format
+                )
+    except BaseException:
+        for pool in pools.values():
+            pool.shutdown()
+        raise
+    return pools
+
+
+# What a suite job writes; --overwrite removes exactly these, nothing else in the folder.
+RESULT_NAMES = (
+    "state",
+    "tasks",
+    "rounds.jsonl",
+    "suite.json",
+    "config.yaml",
+    "report.md",
+    "report.html",
+    "report_files",
+)
+
+
+def prepare_out_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
+    if overwrite and resume:
+        raise ValueError("--overwrite and --resume exclude each other")
+    if resume:
+        if not (out / "state").is_dir():
+            raise ValueError(f"{out}: nothing to resume (no state/ folder from an earlier run)")
+        if (out / "suite.json").exists():
+            raise ValueError(f"{out}: this suite already finished (suite.json exists)")
+        return
+    if out.exists() and not overwrite:
+        raise ValueError(
+            f"{out} exists; choose another --out, pass --overwrite, or --resume an unfinished run"
+        )
+    for name in RESULT_NAMES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def parse_override(item: str) -> tuple[str, object]:

@@ -53,6 +53,7 @@ class RayDataEngines:
         self.generator_pool = generator_pool or scorer_pool
         self.batch_rows = batch_rows
         self.jobs = 0
+        check_free_cpu(ray.available_resources().get("CPU", 0.0))
         self._tickets = {
             id(pool): ray.remote(ReplicaTickets).options(num_cpus=0).remote(len(pool.actors))
             for pool in (self.scorer_pool, self.generator_pool)
@@ -89,6 +90,16 @@ class RayDataEngines:
             return reassemble(requests, [])
         result = pa.concat_tables(parts, promote_options="default")
         return reassemble(requests, [in_request_order(result, requests)])
+
+
+def check_free_cpu(free_cpus: float) -> None:
+    """Ray Data runs small 1-CPU tasks of its own (from_arrow reads block metadata in one);
+    if the replica pools reserved every CPU, the first job would wait forever."""
+    if free_cpus < 1:
+        raise ValueError(
+            f"the replica pools leave {free_cpus:g} CPU free in the Ray cluster; Ray Data needs "
+            "at least 1 for its own tasks: lower replicas.num_cpus or add a CPU to the cluster"
+        )
 
 
 def in_request_order(result: pa.Table, requests: pa.Table) -> pa.Table:

@@ -1,11 +1,11 @@
 """The population manager: every task's top prompts, checkpointed after each round.
 
-After every round it writes one JSON file per round (`state/round-NNNN.json`: per task the
-phase, population, iterations done, best loss and budget) and appends the round's
-observability line to `rounds.jsonl` (stage wall times, requests, pool busy fractions). Both
-are plain formats, written atomically, so a later resume can read the last finished round.
-At the end each task gets its run folder under `tasks/`, and the suite its config.yaml and
-suite.json (written last: its presence marks a finished suite).
+After every round it writes the full state of every task run (`state/round-NNNN.json`: phase,
+population, history, lineage, budgets; see pmpo/checkpoint.py) and appends the round's
+observability line to `rounds.jsonl` (stage wall times, requests, tokens, pool busy
+fractions). Both are plain formats, written atomically, so `resume` can restore every task
+run from the last finished round. At the end each task gets its run folder under `tasks/`,
+and the suite its config.yaml and suite.json (written last: it marks a finished suite).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Sequence
 
 import yaml
 
+from pmpo_ray.pmpo.checkpoint import restore, snapshot
 from pmpo_ray.pmpo.run_files import write_run
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.store import atomic_write_json, atomic_write_text
@@ -45,16 +46,31 @@ class PopulationManager:
             "round": round_index,
             "tasks": {
                 run.task.task_id: {
-                    "phase": run.phase,
                     "iterations": len(run.history),
                     "best_loss": run.population[0].loss if run.population else None,
-                    "population": [asdict(c) for c in run.population],
-                    "budget": asdict(run.budget),
-                    "stop_reason": run.stop_reason,
+                    **snapshot(run),
                 }
                 for run in self.runs
             },
         }
+
+    def resume(self) -> int:
+        """Restore every run from the last finished round's state; returns that round (0 when
+        there is none). The suite's tasks must be the ones the checkpoint holds."""
+        files = sorted((self.out_dir / "state").glob("round-*.json"))
+        if not files:
+            return 0
+        state = json.loads(files[-1].read_text(encoding="utf-8"))
+        saved, wanted = set(state["tasks"]), {run.task.task_id for run in self.runs}
+        if saved != wanted:
+            raise ValueError(
+                f"{files[-1]}: checkpoint holds tasks {sorted(saved)}, the suite has "
+                f"{sorted(wanted)}; resume with the same suite config"
+            )
+        for run in self.runs:
+            restore(run, state["tasks"][run.task.task_id])
+        print(f"resumed from {files[-1]} (round {state['round']})", flush=True)
+        return state["round"]
 
     def progress_line(self, round_index: int, stats: dict) -> str:
         parts = []

@@ -29,6 +29,10 @@ def connect_ray(config: RayConfig) -> bool:
     log.info("starting a local Ray")
     ray.init(
         address="local",  # a new local Ray, not whatever `ray start` left on this machine
+        # One logical CPU beyond the cores: replicas may reserve every core, and Ray Data's
+        # small bookkeeping tasks (from_arrow reads block metadata in a 1-CPU task) must
+        # still be schedulable, or the first job waits forever.
+        num_cpus=(os.cpu_count() or 1) + 1,
         namespace=config.namespace,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",

@@ -1,5 +1,7 @@
 """Ray Data fan-out over replica pools in a real local Ray, with fake engines in the replicas."""
 
+import time
+
 import pytest
 
 from pmpo_ray.config import EngineConfig, PromptFormat, ReplicaConfig
@@ -86,3 +88,22 @@ def test_ray_data_job_returns_each_request_once_in_order(fake_pool, tokenizer):
         result.column("logprob_sum").to_pylist()
         == FakeEngine(scripted_rewrites).score(requests).column("logprob_sum").to_pylist()
     )
+
+
+def test_pools_that_reserve_every_cpu_are_refused(fake_pool):
+    """fake_pool holds 1 of the 2 CPUs; a second pool taking the last one would leave Ray Data
+    nothing for its own tasks, and the first job would hang: refused up front instead."""
+    greedy = ReplicaPool.start(
+        EngineConfig(), ReplicaConfig(num_replicas=1, num_cpus=1), replica_class=FakeReplica
+    )
+    try:
+        with pytest.raises(ValueError, match="Ray Data needs at least 1"):
+            RayDataEngines(greedy)
+    finally:
+        greedy.shutdown()
+    import ray
+
+    deadline = time.monotonic() + 30  # Ray releases a killed actor's CPU asynchronously
+    while ray.available_resources().get("CPU", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    RayDataEngines(fake_pool)  # with the CPU back, the same check passes

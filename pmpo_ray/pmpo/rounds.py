@@ -71,10 +71,11 @@ def run_rounds(
     generator,
     scorer,
     on_round: RoundCallback | None = None,
+    rounds_done: int = 0,
 ) -> list[OptimizationResult]:
     """Rounds until every run is done; `on_round(index, runs, stats)` sees each round's
     per-stage wall time, request counts and tokens (generated; read by the scorer)."""
-    round_index = 0
+    round_index = rounds_done  # > 0 when resuming runs restored from a checkpoint
     while active := [run for run in runs if not run.done]:
         round_index += 1
         stats = {"round": round_index, "active_tasks": len(active)}
