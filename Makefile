@@ -7,9 +7,11 @@ PIP_EXTRA ?=
 PIP := $(VENV)/bin/pip
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.pmpo-installed
-DEMO_OUT ?= out
+DEMO_OUT ?= out/demo
+# The report test opens the HTML in Debian's headless Chromium; root installs it, others sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup model test test-fast demo bench clean
+.PHONY: setup model browser test test-fast demo bench bench-suite clean
 
 setup: $(INSTALLED) model
 
@@ -27,19 +29,28 @@ $(INSTALLED): pyproject.toml cluster/locks/cpu.txt
 model: $(INSTALLED)
 	$(VENV)/bin/pmpo model
 
-test: setup
+browser:
+	@command -v chromium >/dev/null || test -x "$$PMPO_CHROMIUM" || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
+
+test: setup browser
 	$(PY) -m pytest
 
-test-fast: setup
+test-fast: setup browser
 	$(PY) -m pytest -m "not engine and not ray and not cluster"
 
+# The main job: the built-in CPU suite optimized, evaluated on held-out data, and reported.
 demo: setup
-	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/pmpo optimize pipelines/tasks/navigate.yaml --iterations 3 \
-		--out $(DEMO_OUT)/navigate --overwrite
+	mkdir -p $(dir $(DEMO_OUT))
+	$(PY) -m pipelines.optimize_suite --config pipelines/suites/demo.yaml \
+		--out $(DEMO_OUT) --overwrite --evaluate
+	$(VENV)/bin/pmpo report $(DEMO_OUT)
 
 bench: setup
 	$(PY) -m pipelines.bench_scoring
 
+bench-suite: setup
+	$(PY) -m pipelines.bench_suite
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT)
+	rm -rf $(VENV) out

@@ -33,6 +33,9 @@ def parse_args(argv):
     )
     parser.add_argument("--iterations", type=int, help="override every task's iterations")
     parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show Ray Data progress and engine logs"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -68,6 +71,8 @@ def run(args) -> dict:
     tasks = [load_task(t.task) for t in config.tasks]  # bad data fails before any engine starts
     prepare_out_dir(args.out, overwrite=args.overwrite, resume=args.resume)
     started_ray = connect_ray(config.ray)
+    if not args.verbose:
+        quiet_ray_data()
     pools = {}
     try:
         pools.update(start_pools(config))
@@ -98,6 +103,15 @@ def run(args) -> dict:
             pool.shutdown()
         if started_ray:
             ray.shutdown()
+
+
+def quiet_ray_data() -> None:
+    """Ray Data logs every job's progress at INFO; a suite runs hundreds of small jobs, and the
+    per-round progress line says what users need."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def start_pools(config: SuiteConfig) -> dict:
@@ -171,9 +185,10 @@ def _optimizer(config: SuiteConfig, entry, args):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if not args.verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     try:
         summary = run(args)
     except ValueError as error:

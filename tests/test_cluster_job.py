@@ -111,6 +111,11 @@ def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
             str(out),
             "--iterations",
             "1",
+            "--evaluate",
+            "--set",
+            "evaluation.max_examples=6",
+            "--set",
+            "evaluation.max_answer_tokens=32",
         ],
         capture_output=True,
         text=True,
@@ -131,6 +136,37 @@ def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
     assert (out / "tasks" / "navigate" / "history.parquet").exists()
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert rounds and all(0 <= r["scorer_busy_fraction"] <= 1.0 + 1e-6 for r in rounds)
+    assert all(r["scoring_tokens"] > 0 for r in rounds)
+    check_evaluation_and_report(out)
+
+
+def check_evaluation_and_report(out):
+    """The job's held-out evaluation (real model), then `pmpo report` on its folder."""
+    from pmpo_ray.reports.browser_check import check_page
+
+    for task_id in ("navigate", "sports_understanding"):
+        evaluation = json.loads((out / "tasks" / task_id / "evaluation.json").read_text())
+        rows = {row["name"]: row for row in evaluation["prompts"]}
+        assert set(rows) == {"initial", "optimized", "no_instruction", "step_by_step"}
+        assert evaluation["n_heldout"] == 6
+        for row in rows.values():
+            assert row["heldout_ce"] > 0 and 0 <= row["accuracy"] <= 1
+            assert row["tokens_generated"] > 0
+        # the tiny suite starts from "Let's think step by step.": one text, one measurement
+        assert rows["initial"]["heldout_ce"] == rows["step_by_step"]["heldout_ce"]
+    report = subprocess.run(
+        [sys.executable, "-m", "pmpo_ray.cli", "report", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert report.returncode == 0, report.stderr
+    markdown = (out / "report.md").read_text()
+    for task_id in ("navigate", "sports_understanding"):
+        assert task_id in markdown
+    assert "![" in markdown and "report_files/" in markdown
+    page = check_page(out / "report.html")
+    assert page.problems == () and page.images >= 2
 
 
 def wait_for_job(address, job_id, timeout=600):

@@ -4,7 +4,7 @@ import pytest
 
 from pmpo_ray.requests import Example
 from pmpo_ray.tasks.config import TaskConfig
-from pmpo_ray.tasks.example_files import load_examples
+from pmpo_ray.tasks.example_files import SAMPLES_DIR, builtin_samples, load_examples
 from pmpo_ray.tasks.formats import DataError, embedded_answers
 from pmpo_ray.tasks.task import load_task, paper_split
 
@@ -97,3 +97,104 @@ def test_explicit_test_file_must_not_repeat_training_examples(tmp_path):
     test.write_text('{"input": "a", "target": "b"}\n')
     with pytest.raises(DataError, match="task 't': 1 example\\(s\\) in both"):
         load_task(TaskConfig(name="t", data=str(train), test_data=str(test), initial_prompt="p"))
+
+
+def bbh_sample_format(path) -> str:
+    """Multiple choice where the questions list options, free-form supervised otherwise."""
+    return "multiple_choice" if embedded_answers(load_examples(path)[0].input) else "supervised"
+
+
+SHIPPED_FORMATS = [
+    (f"builtin:bbh/{path.name}", bbh_sample_format(path))
+    for path in sorted((SAMPLES_DIR / "bbh").glob("*.json"))
+] + [
+    ("builtin:gsm8k/test_sample.jsonl", "supervised"),
+    ("builtin:aqua/sample.jsonl", "multiple_choice"),
+    ("builtin:aqua/sample.jsonl", "supervised"),
+    ("builtin:alpaca_eval/pairs_short.jsonl", "preference"),
+]
+
+
+def test_every_shipped_sample_is_split_tested():
+    assert {data for data, _ in SHIPPED_FORMATS} == {f"builtin:{s}" for s in builtin_samples()}
+
+
+@pytest.mark.parametrize("data, format", SHIPPED_FORMATS)
+def test_shipped_samples_split_without_mixing(data, format):
+    config = TaskConfig(name="s", data=data, format=format, initial_prompt="p", split_seed=3)
+    task = load_task(config)
+    everything = load_examples(data, format)
+    assert len(task.train) == min(50, max(1, len(everything) // 5))
+    assert not {e.example_id for e in task.train} & {e.example_id for e in task.test}
+    assert not {(e.input, e.target) for e in task.train} & {(e.input, e.target) for e in task.test}
+    assert not {e.input for e in task.train} & {e.input for e in task.test}
+    assert sorted(e.example_id for e in task.train + task.test) == sorted(
+        e.example_id for e in everything
+    )
+    assert load_task(config) == task  # seeded: the same split every time
+
+
+def test_explicit_test_file_of_another_type(tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"question": "1+1?", "answer": "2\n#### 2"}) + "\n")
+    test = tmp_path / "test.csv"
+    test.write_text('question,answer\n2+2?,"4\n#### 4"\n3+3?,"6\n#### 6"\n')
+    task = load_task(TaskConfig(name="g", data=str(train), test_data=str(test), initial_prompt="p"))
+    assert [e.example_id for e in task.test] == ["heldout-1", "heldout-2"]
+    assert [e.answer for e in task.train + task.test] == ["2", "4", "6"]
+    assert task.answer_match == "number"  # the held-out file read with the training layout
+
+
+@pytest.mark.parametrize(
+    "data, format, answer_match, expected",
+    [
+        ("builtin:bbh/navigate.json", "multiple_choice", "auto", "option"),
+        ("builtin:bbh/object_counting.json", "supervised", "auto", "exact"),
+        ("builtin:bbh/object_counting.json", "supervised", "number", "number"),
+        ("builtin:gsm8k/test_sample.jsonl", "supervised", "auto", "number"),
+        ("builtin:aqua/sample.jsonl", "supervised", "auto", "option"),
+        ("builtin:alpaca_eval/pairs_short.jsonl", "preference", "auto", "none"),
+    ],
+)
+def test_answer_match_resolution(data, format, answer_match, expected):
+    config = TaskConfig(
+        name="m", data=data, format=format, answer_match=answer_match, initial_prompt="p"
+    )
+    assert load_task(config).answer_match == expected
+
+
+def test_answer_match_on_a_preference_task_is_an_error():
+    config = TaskConfig(
+        name="pref",
+        data="builtin:alpaca_eval/pairs_short.jsonl",
+        format="preference",
+        answer_match="exact",
+        initial_prompt="p",
+    )
+    with pytest.raises(DataError, match="task 'pref': field 'answer_match' is 'exact'"):
+        load_task(config)
+
+
+def test_empty_held_out_split_is_an_error(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"input": f"q{i}", "target": "a"}) + "\n" for i in range(5)))
+    config = TaskConfig(name="x", data=str(data), train_fraction=1.0, initial_prompt="p")
+    with pytest.raises(DataError, match=r"task 'x': held-out split is empty: 5 example\(s\)"):
+        load_task(config)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    config = TaskConfig(name="x", data=str(data), test_data=str(empty), initial_prompt="p")
+    with pytest.raises(DataError, match=r"task 'x': held-out split is empty: test_data .*empty"):
+        load_task(config)
+
+
+def test_aqua_label_matching_no_option_names_task_file_row_field(tmp_path):
+    path = tmp_path / "aqua.jsonl"
+    good = {"question": "1+1?", "options": ["A)1", "B)2"], "rationale": "1+1=2", "correct": "B"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(good | {"correct": "F"}) + "\n")
+    config = TaskConfig(name="aq", data=str(path), format="multiple_choice", initial_prompt="p")
+    with pytest.raises(DataError) as error:
+        load_task(config)
+    assert str(error.value) == (
+        f"task 'aq': {path}: row 2: field 'correct' 'F' matches no option label ['A', 'B']"
+    )

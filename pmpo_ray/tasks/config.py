@@ -9,18 +9,44 @@ from pydantic import Field
 from pmpo_ray.config import FrozenConfig
 
 TaskFormat = Literal["supervised", "multiple_choice", "preference"]
+DataLayout = Literal["auto", "bbh", "gsm8k", "aqua", "records"]
+AnswerMatch = Literal["auto", "exact", "option", "number"]
 
 
 class TaskConfig(FrozenConfig):
     name: str = Field(..., min_length=1, description="Task id used in results and logs.")
     data: str = Field(
         ...,
-        description="Examples file (.jsonl or BBH .json); 'builtin:bbh/navigate.json' names a "
-        "sample shipped with pmpo-ray.",
+        description="Examples: a file (.json BBH layout, .jsonl, .csv, .parquet); "
+        "'builtin:bbh/navigate.json' names a sample shipped with pmpo-ray; 'hf:NAME' a Hugging "
+        "Face hub dataset (needs the hub to be reachable), 'hf:NAME:SPLIT' one of its splits.",
+    )
+    data_config: str | None = Field(
+        None, description="Hub dataset configuration (e.g. 'navigate' for BBH, 'main' for GSM8K)."
+    )
+    data_split: str = Field("train", description="Hub dataset split to read.")
+    layout: DataLayout = Field(
+        "auto",
+        description="How records map to examples: bbh {input, target}; gsm8k {question, answer "
+        "with '#### N'}; aqua {question, options ['A)...'], rationale, correct}; records: the "
+        "format's own fields after `columns` renaming; auto guesses from the fields.",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Renames the file's columns to the format's fields, e.g. "
+        "{input: prompt, target: completion}; a missing column is an error naming it.",
+    )
+    answer_match: AnswerMatch = Field(
+        "auto",
+        description="How held-out accuracy reads a generated answer: exact (BBH free-form), "
+        "option (multiple-choice label or option text), number (GSM8K final number); auto picks "
+        "option for multiple_choice, number for gsm8k, exact otherwise.",
     )
     test_data: str | None = Field(
         None,
-        description="Explicit held-out file; when set, `data` is used whole as the training split.",
+        description="Explicit held-out data (a file, 'builtin:' sample, or 'hf:NAME' whose split "
+        "is 'test' unless named as 'hf:NAME:SPLIT'), read with the same layout and columns; when "
+        "set, `data` is used whole as the training split.",
     )
     format: TaskFormat = Field(
         "supervised",

@@ -1,21 +1,37 @@
-"""Read records from an examples file, with errors that name the file and row.
+"""Read examples from a file, a shipped sample or the hub, with errors that name file and row.
 
-Two layouts: JSON Lines (one object per line) and the BBH JSON layout
-`{"examples": [...]}`. `builtin:` paths name samples shipped inside the package.
+File types: JSON Lines (one object per line), the BBH JSON layout `{"examples": [...]}`, CSV
+and Parquet. `builtin:` references name samples shipped inside the package, `hf:` hub datasets.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from pmpo_ray.requests import Example
-from pmpo_ray.tasks.formats import CONVERTERS, DataError
+from pmpo_ray.tasks.formats import DataError
+from pmpo_ray.tasks.hub import hub_records, is_hub_reference
+from pmpo_ray.tasks.layouts import convert_records
+from pmpo_ray.tasks.tabular import csv_records, parquet_records
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 BUILTIN_PREFIX = "builtin:"
+DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".parquet")
 
-__all__ = ["DataError", "load_examples", "read_records", "resolve_data_path"]
+__all__ = ["DataError", "LoadedData", "load_data", "load_examples", "read_records"]
+
+
+class LoadedData(NamedTuple):
+    examples: list[Example]
+    layout: str  # the layout used, `auto` resolved
+
+
+def builtin_samples() -> list[str]:
+    return sorted(
+        str(p.relative_to(SAMPLES_DIR)) for p in SAMPLES_DIR.rglob("*") if p.suffix in DATA_SUFFIXES
+    )
 
 
 def resolve_data_path(reference: str | Path) -> Path:
@@ -23,37 +39,57 @@ def resolve_data_path(reference: str | Path) -> Path:
     if text.startswith(BUILTIN_PREFIX):
         path = SAMPLES_DIR / text.removeprefix(BUILTIN_PREFIX)
         if not path.is_file():
-            known = sorted(str(p.relative_to(SAMPLES_DIR)) for p in SAMPLES_DIR.rglob("*.json*"))
-            raise DataError(f"{text}: no such built-in sample; known: {', '.join(known)}")
+            raise DataError(
+                f"{text}: no such built-in sample; known: {', '.join(builtin_samples())}"
+            )
         return path
     return Path(text).expanduser()
 
 
-def load_examples(path: str | Path, format: str = "supervised") -> list[Example]:
-    path = resolve_data_path(path)
-    convert = CONVERTERS[format]
-    examples = []
-    for row, record in read_records(path):
-        where = f"{path}: row {row}"
-        if not isinstance(record, dict):
-            raise DataError(f"{where}: expected an object, got {type(record).__name__}")
-        examples.append(convert(record, row, where))
+def load_examples(reference: str | Path, format: str = "supervised", **options) -> list[Example]:
+    """The examples alone; `options` are those of `load_data`."""
+    return load_data(reference, format, **options).examples
+
+
+def load_data(
+    reference: str | Path,
+    format: str = "supervised",
+    *,
+    layout: str = "auto",
+    columns: dict[str, str] | None = None,
+    data_config: str | None = None,
+    data_split: str = "train",
+    allow_empty: bool = False,
+) -> LoadedData:
+    if is_hub_reference(reference):
+        source = str(reference)
+        records = hub_records(source, data_config, data_split)
+    else:
+        path = resolve_data_path(reference)
+        source, records = str(path), read_records(path)
+    if not records and not allow_empty:
+        raise DataError(f"{source}: no examples")
+    examples, layout = convert_records(records, format, layout, columns or {}, source)
     ids = [e.example_id for e in examples]
     if len(set(ids)) != len(ids):
-        raise DataError(f"{path}: example ids are not unique")
-    return examples
+        raise DataError(f"{source}: example ids are not unique")
+    return LoadedData(examples, layout)
 
 
 def read_records(path: Path) -> list[tuple[int, object]]:
+    """(row, record) pairs; JSON Lines rows are line numbers, other rows count records."""
+    if path.suffix == ".csv":
+        return csv_records(path)
+    if path.suffix == ".parquet":
+        return parquet_records(path)
+    if path.suffix not in DATA_SUFFIXES:
+        raise DataError(f"{path}: unknown file type; expected one of {', '.join(DATA_SUFFIXES)}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise DataError(f"{path}: cannot read ({reason})") from None
-    records = _bbh_records(path, text) if path.suffix == ".json" else _jsonl_records(path, text)
-    if not records:
-        raise DataError(f"{path}: no examples")
-    return records
+    return _bbh_records(path, text) if path.suffix == ".json" else _jsonl_records(path, text)
 
 
 def _jsonl_records(path: Path, text: str) -> list[tuple[int, object]]:

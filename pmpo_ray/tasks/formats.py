@@ -80,11 +80,16 @@ def _listed_options_example(record: dict, row: int, where: str) -> Example:
     correct = _option_index(answer, labels, [str(o) for o in options])
     if correct is None:
         raise DataError(f"{where}: answer {answer!r} matches no option label {labels} or text")
-    lines = [f"({label}) {option}" for label, option in zip(labels, options)]
-    user_input = question + "\nOptions:\n" + "\n".join(lines)
+    user_input = listed_input(question, labels, [str(o) for o in options])
     answers = [f"({label})" for label in labels]
     rejected = tuple(a for i, a in enumerate(answers) if i != correct)
     return Example(example_id(record, row), user_input, answers[correct], rejected)
+
+
+def listed_input(question: str, labels: list[str], options: list[str]) -> str:
+    """A question with its options as '(A) text' lines, the layout BBH uses for its own."""
+    lines = [f"({label}) {option}" for label, option in zip(labels, options)]
+    return question + "\nOptions:\n" + "\n".join(lines)
 
 
 def _option_index(answer: str, labels: list[str], options: list[str]) -> int | None:

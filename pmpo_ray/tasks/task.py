@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Literal, Sequence
 
 from pmpo_ray.requests import Example
 from pmpo_ray.tasks.config import TaskConfig, TaskFormat
-from pmpo_ray.tasks.example_files import load_examples
+from pmpo_ray.tasks.example_files import load_data
 from pmpo_ray.tasks.formats import DataError
+
+# How held-out accuracy reads a generated answer; `none` for preference tasks, which are
+# scored by pairwise accuracy instead of generation.
+ResolvedAnswerMatch = Literal["exact", "option", "number", "none"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class Task:
     initial_prompt: str
     train: tuple[Example, ...]
     test: tuple[Example, ...]
+    answer_match: ResolvedAnswerMatch = "exact"
 
 
 def paper_split(
@@ -28,34 +33,41 @@ def paper_split(
 ) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
     """The paper's protocol: a seeded shuffle, the first 20% (at most 50) train, the rest held out.
 
-    At least one example goes to each side when there are two or more.
+    At least one example goes to training; the held-out side may come out empty (e.g. with
+    train_fraction 1), which `load_task` reports.
     """
     order = list(examples)
     random.Random(seed).shuffle(order)
     n_train = min(cap, max(1, math.floor(len(order) * fraction)))
-    if len(order) >= 2:
-        n_train = min(n_train, len(order) - 1)
     return tuple(order[:n_train]), tuple(order[n_train:])
 
 
-def explicit_test(config: TaskConfig) -> tuple[Example, ...]:
-    """Held-out examples from their own file, ids prefixed so they never collide with training."""
-    examples = load_examples(config.test_data, config.format)
-    return tuple(replace(e, example_id=f"heldout-{e.example_id}") for e in examples)
+def resolve_answer_match(config: TaskConfig, layout: str) -> ResolvedAnswerMatch:
+    if config.format == "preference":
+        if config.answer_match != "auto":
+            raise DataError(
+                f"task {config.name!r}: field 'answer_match' is {config.answer_match!r}, but "
+                "preference tasks are scored by pairwise accuracy; leave it 'auto'"
+            )
+        return "none"
+    if config.answer_match != "auto":
+        return config.answer_match
+    if config.format == "multiple_choice" or layout == "aqua":
+        return "option"
+    return "number" if layout == "gsm8k" else "exact"
 
 
 def load_task(config: TaskConfig) -> Task:
-    examples = load_examples(config.data, config.format)
-    if config.test_data is not None:
-        train, test = tuple(examples), explicit_test(config)
-    else:
-        train, test = paper_split(
-            examples, config.train_fraction, config.max_train, config.split_seed
-        )
+    try:
+        train, test, layout = _split(config)
+    except DataError as error:
+        raise DataError(f"task {config.name!r}: {error}") from None
+    shared_ids = {e.example_id for e in train} & {e.example_id for e in test}
     shared = {(e.input, e.target) for e in train} & {(e.input, e.target) for e in test}
-    if shared:
+    if shared or shared_ids:
         raise DataError(
-            f"task {config.name!r}: {len(shared)} example(s) in both training and held-out data"
+            f"task {config.name!r}: {len(shared or shared_ids)} example(s) in both training and "
+            "held-out data"
         )
     if not config.initial_prompt.strip():
         raise DataError(f"task {config.name!r}: field 'initial_prompt' is empty")
@@ -66,4 +78,36 @@ def load_task(config: TaskConfig) -> Task:
         initial_prompt=config.initial_prompt,
         train=train,
         test=test,
+        answer_match=resolve_answer_match(config, layout),
     )
+
+
+def _split(config: TaskConfig) -> tuple[tuple[Example, ...], tuple[Example, ...], str]:
+    options = dict(columns=config.columns, data_config=config.data_config)
+    data = load_data(
+        config.data, config.format, layout=config.layout, data_split=config.data_split, **options
+    )
+    if config.test_data is None:
+        train, test = paper_split(
+            data.examples, config.train_fraction, config.max_train, config.split_seed
+        )
+        if not test:
+            raise DataError(
+                f"held-out split is empty: {len(data.examples)} example(s) in {config.data} with "
+                f"train_fraction {config.train_fraction} and max_train {config.max_train} leave "
+                "none held out; lower train_fraction or give test_data"
+            )
+        return train, test, data.layout
+    held_out = load_data(
+        config.test_data,
+        config.format,
+        layout=data.layout,
+        data_split="test",
+        allow_empty=True,
+        **options,
+    )
+    if not held_out.examples:
+        raise DataError(f"held-out split is empty: test_data {config.test_data} has no examples")
+    # Prefixed ids: the two files number their rows independently.
+    test = tuple(replace(e, example_id=f"heldout-{e.example_id}") for e in held_out.examples)
+    return tuple(data.examples), test, data.layout

@@ -1,0 +1,130 @@
+"""The report as a list of format-free blocks, in reading order; markdown.py and html.py draw
+the same blocks, so the two files can never disagree on content or order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pmpo_ray.reports import tables
+from pmpo_ray.reports.prompt_diff import DiffPiece, changed_words, word_diff
+from pmpo_ray.reports.run_data import RunData, TaskData
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str  # `backticks` mark code
+
+
+@dataclass(frozen=True)
+class KeyValues:
+    items: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    table: tables.Table
+
+
+@dataclass(frozen=True)
+class Image:
+    src: str  # relative to the report file
+    alt: str
+
+
+@dataclass(frozen=True)
+class Diff:
+    pieces: tuple[DiffPiece, ...]
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+Block = Heading | Paragraph | KeyValues | TableBlock | Image | Diff | Code
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Relative paths of the PNGs written for the report: per task, and the rounds chart."""
+
+    loss_curves: dict[str, str]
+    rounds: str | None
+
+
+def build_document(run: RunData, figures: Figures) -> list[Block]:
+    kind = "suite" if run.is_suite else "run"
+    blocks: list[Block] = [
+        Heading(1, f"PMPO report: {run.run_dir.name} ({kind})"),
+        Heading(2, "Summary"),
+        KeyValues(tuple(tables.summary_items(run))),
+        TableBlock(tables.cost_table(run)),
+    ]
+    if sentence := tables.suite_counterfactual(run):
+        blocks.append(Paragraph(sentence))
+    blocks += [Heading(2, "Tasks"), TableBlock(tables.tasks_table(run))]
+    note = "Costs per task: its optimization plus its held-out evaluation."
+    if run.is_suite:
+        note += (
+            " A suite's tasks share rounds, so their times overlap; the summary's is the suite's."
+        )
+    blocks.append(Paragraph(note))
+    if run.rounds:
+        blocks += rounds_section(run, figures)
+    for task in run.tasks:
+        blocks += task_section(task, figures.loss_curves[task.task_id])
+    return blocks
+
+
+def rounds_section(run: RunData, figures: Figures) -> list[Block]:
+    blocks: list[Block] = [
+        Heading(2, "Rounds"),
+        Paragraph(
+            "Each round sends every active task's requests through one generation and one "
+            "scoring stage; busy is the share of the round the replicas spent inside an engine."
+        ),
+        TableBlock(tables.rounds_table(run.rounds)),
+    ]
+    if figures.rounds:
+        blocks.append(Image(figures.rounds, "wall time per round, by stage"))
+    return blocks
+
+
+def task_section(task: TaskData, curve: str) -> list[Block]:
+    blocks: list[Block] = [Heading(2, f"Task {task.task_id}")]
+    facts = [
+        ("iterations", f"{task.iterations} (stopped: {task.stop_reason or 'finished'})"),
+        (
+            "training loss",
+            tables.change(tables.number(task.initial_loss), tables.number(task.best_loss)),
+        ),
+    ]
+    if task.evaluation is None:
+        facts.append(("held-out evaluation", tables.NOT_EVALUATED))
+    else:
+        e = task.evaluation
+        facts.append(
+            ("data", f"{e.n_train} training, {e.n_heldout} held-out examples ({e.format})")
+        )
+        if e.answer_match:
+            facts.append(("answer match", e.answer_match))
+    blocks += [KeyValues(tuple(facts)), TableBlock(tables.prompts_table(task))]
+    if sentence := tables.counterfactual_sentence(task.evaluation):
+        blocks.append(Paragraph(sentence))
+    blocks.append(Image(curve, f"training loss per iteration for {task.task_id}"))
+    pieces = word_diff(task.initial_prompt, task.best_prompt)
+    removed, added = changed_words(pieces, "removed"), changed_words(pieces, "added")
+    blocks += [
+        Heading(3, "Prompt diff: initial → optimized"),
+        Paragraph(f"{len(removed)} word(s) removed, {len(added)} added."),
+        Diff(pieces),
+        Heading(3, "Optimized prompt"),
+        Code(task.best_prompt),
+    ]
+    return blocks

@@ -1,0 +1,259 @@
+"""The report's numbers as plain tables of strings: what each row and column says, once.
+
+Cells are unescaped text; the Markdown and HTML renderers escape them for their format.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import mean
+
+from pmpo_ray.reports.run_data import Cost, Evaluation, RunData, TaskData
+
+DASH = "—"
+NOT_EVALUATED = "not evaluated yet: run `pmpo evaluate RUN_DIR`"
+PROMPT_LABELS = {
+    "initial": "initial",
+    "optimized": "optimized",
+    "no_instruction": "baseline: no instruction",
+    "step_by_step": 'baseline: "Let\'s think step by step"',
+}
+COST_HEADERS = ("forward passes", "tokens scored", "tokens generated", "time (s)")
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{value:.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    return DASH if value is None else f"{100 * value:.1f}%"
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def change(before: str, after: str) -> str:
+    return f"{before} → {after}"
+
+
+def cost_cells(cost: Cost) -> tuple[str, ...]:
+    return (
+        count(cost.forward_passes),
+        count(cost.tokens_scored),
+        count(cost.tokens_generated),
+        f"{cost.seconds:.1f}",
+    )
+
+
+def add_costs(costs) -> Cost:
+    costs = list(costs)
+    return Cost(
+        sum(c.forward_passes for c in costs),
+        sum(c.tokens_scored for c in costs),
+        sum(c.tokens_generated for c in costs),
+        sum(c.seconds for c in costs),
+    )
+
+
+def metric_name(evaluation: Evaluation) -> str:
+    return "pairwise accuracy" if evaluation.format == "preference" else "accuracy"
+
+
+def metric(evaluation: Evaluation, name: str) -> float | None:
+    """Accuracy, or for preference tasks the share of pairs ranked right."""
+    score = evaluation.prompt(name)
+    if score is None:
+        return None
+    if evaluation.format == "preference":
+        return score.pairwise_accuracy
+    return score.accuracy
+
+
+def evaluation_cost(evaluation: Evaluation) -> Cost:
+    """Every prompt's scoring and generation; time is the evaluation's own wall time."""
+    total = add_costs(p.cost for p in evaluation.prompts)
+    return Cost(
+        total.forward_passes, total.tokens_scored, total.tokens_generated, evaluation.seconds
+    )
+
+
+def optimization_cost(run: RunData) -> Cost:
+    """Summed over tasks, except time: a suite's tasks share rounds, so their clocks overlap."""
+    total = add_costs(t.training_cost for t in run.tasks)
+    if run.rounds:
+        seconds = sum(
+            r.get("generation_seconds", 0.0) + r.get("scoring_seconds", 0.0) for r in run.rounds
+        )
+    else:
+        seconds = max(t.training_cost.seconds for t in run.tasks)
+    return Cost(total.forward_passes, total.tokens_scored, total.tokens_generated, seconds)
+
+
+def cost_table(run: RunData) -> Table:
+    optimization = optimization_cost(run)
+    evaluated = [t.evaluation for t in run.tasks if t.evaluation is not None]
+    rows = [("optimization (training)",) + cost_cells(optimization)]
+    if evaluated:
+        evaluation = add_costs(evaluation_cost(e) for e in evaluated)
+        rows.append((f"held-out evaluation ({len(evaluated)} task(s))",) + cost_cells(evaluation))
+        rows.append(("total",) + cost_cells(add_costs([optimization, evaluation])))
+    return Table(("stage",) + COST_HEADERS, tuple(rows))
+
+
+def summary_items(run: RunData) -> list[tuple[str, str]]:
+    tasks = run.tasks
+    evaluated = [t for t in tasks if t.evaluation is not None]
+    items = [("tasks", f"{len(tasks)} ({', '.join(t.task_id for t in tasks)})")]
+    if not evaluated:
+        return items + [("held-out evaluation", NOT_EVALUATED)]
+    if len(evaluated) < len(tasks):
+        missing = ", ".join(t.task_id for t in tasks if t.evaluation is None)
+        items.append(("held-out evaluation", f"{missing}: {NOT_EVALUATED}"))
+    items.append(
+        ("mean held-out CE", mean_change(evaluated, lambda e, n: e.prompt(n).heldout_ce, number))
+    )
+    for name, preference in (("accuracy", False), ("pairwise accuracy", True)):
+        chosen = [
+            t
+            for t in evaluated
+            if (t.evaluation.format == "preference") == preference
+            and None not in (metric(t.evaluation, "initial"), metric(t.evaluation, "optimized"))
+        ]
+        if chosen:
+            label = f"mean held-out {name} ({len(chosen)} task(s))"
+            items.append((label, mean_change(chosen, metric, percent)))
+    return items
+
+
+def mean_change(tasks: list[TaskData], value, show) -> str:
+    before = [value(t.evaluation, "initial") for t in tasks]
+    after = [value(t.evaluation, "optimized") for t in tasks]
+    if any(v is None for v in before + after):
+        return DASH
+    return change(show(mean(before)), show(mean(after)))
+
+
+def tasks_table(run: RunData) -> Table:
+    headers = ("task", "format", "iterations", "training loss", "held-out CE", "accuracy")
+    rows = []
+    for task in run.tasks:
+        evaluation = task.evaluation
+        training = change(number(task.initial_loss), number(task.best_loss))
+        if evaluation is None:
+            held_out, accuracy, fmt = DASH, "not evaluated yet", DASH
+        else:
+            held_out = change(
+                *(number(evaluation.prompt(n).heldout_ce) for n in ("initial", "optimized"))
+            )
+            accuracy = change(*(percent(metric(evaluation, n)) for n in ("initial", "optimized")))
+            fmt = evaluation.format
+        cost = task.training_cost
+        if evaluation is not None:
+            cost = add_costs([cost, evaluation_cost(evaluation)])
+        rows.append(
+            (task.task_id, fmt, str(task.iterations), training, held_out, accuracy)
+            + cost_cells(cost)
+        )
+    return Table(headers + COST_HEADERS, tuple(rows))
+
+
+def prompts_table(task: TaskData) -> Table:
+    """Initial vs optimized (and the baselines), then what the optimization itself cost."""
+    evaluation = task.evaluation
+    training = {"initial": task.initial_loss, "optimized": task.best_loss}
+    optimization_row = (f"optimization ({task.iterations} iterations)",)
+    if evaluation is None:
+        headers = ("prompt", "training loss", "held-out CE", "accuracy")
+        rows = [(PROMPT_LABELS[n], number(training[n]), DASH, DASH) + (DASH,) * 4 for n in training]
+        rows.append(optimization_row + (DASH,) * 3 + cost_cells(task.training_cost))
+        return Table(headers + COST_HEADERS, tuple(rows))
+    preference = evaluation.format == "preference"
+    headers = ("prompt", "training loss", "held-out CE")
+    headers += ("held-out preference loss",) if preference else ()
+    headers += (metric_name(evaluation),)
+    rows = []
+    for score in evaluation.prompts:
+        cells = (PROMPT_LABELS.get(score.name, score.name), number(training.get(score.name)))
+        cells += (number(score.heldout_ce),)
+        cells += (number(score.heldout_loss),) if preference else ()
+        cells += (percent(metric(evaluation, score.name)),)
+        rows.append(cells + cost_cells(score.cost))
+    blank = (DASH,) * (len(headers) - 1)
+    rows.append(optimization_row + blank + cost_cells(task.training_cost))
+    return Table(headers + COST_HEADERS, tuple(rows))
+
+
+ROUND_COLUMNS = (  # rounds.jsonl key -> header; a column shows only when some round has it
+    ("round", "round"),
+    ("active_tasks", "active tasks"),
+    ("generation_requests", "generation requests"),
+    ("generation_tokens", "tokens generated"),
+    ("generation_seconds", "generation (s)"),
+    ("scoring_requests", "scoring requests"),
+    ("scoring_tokens", "tokens scored"),
+    ("scoring_seconds", "scoring (s)"),
+    ("rewriter_busy_fraction", "rewriter busy"),
+    ("scorer_busy_fraction", "scorer busy"),
+)
+
+
+def rounds_table(rounds: tuple[dict, ...]) -> Table:
+    columns = [(key, header) for key, header in ROUND_COLUMNS if any(key in r for r in rounds)]
+    rows = tuple(tuple(round_cell(key, r.get(key)) for key, _ in columns) for r in rounds)
+    return Table(tuple(header for _, header in columns), rows)
+
+
+def round_cell(key: str, value) -> str:
+    if value is None:
+        return DASH
+    if key.endswith("_fraction"):
+        return percent(value)
+    if key.endswith("_seconds"):
+        return f"{value:.2f}"
+    return count(value) if isinstance(value, int) else str(value)
+
+
+def counterfactual_sentence(evaluation: Evaluation | None) -> str | None:
+    plan = evaluation.counterfactual if evaluation else None
+    if plan is None:
+        return None
+    saved = (
+        plan.generated_tokens / plan.loss_based_tokens_generated
+        if plan.loss_based_tokens_generated
+        else None
+    )
+    ratio = f" ({saved:.1f}× fewer)" if saved and saved > 1 else ""
+    measured = f", measured on the held-out {plan.length_from}" if plan.length_from else ""
+    return (
+        f"A generation-based evaluation of the same {count(plan.candidates_scored)} candidates on "
+        f"{count(plan.train_examples)} training examples would have generated "
+        f"{count(plan.generated_tokens)} tokens (about {plan.mean_answer_tokens:.1f} per answer"
+        f"{measured}); "
+        f"loss-based selection generated {count(plan.loss_based_tokens_generated)}{ratio}."
+    )
+
+
+def suite_counterfactual(run: RunData) -> str | None:
+    plans = [
+        t.evaluation.counterfactual
+        for t in run.tasks
+        if t.evaluation and t.evaluation.counterfactual
+    ]
+    if len(plans) < 2:
+        return None
+    generated = sum(p.generated_tokens for p in plans)
+    loss_based = sum(p.loss_based_tokens_generated for p in plans)
+    return (
+        f"Over {len(plans)} tasks, a generation-based evaluation of the same candidates would have "
+        f"generated {count(generated)} tokens; loss-based selection generated {count(loss_based)}."
+    )

@@ -1,0 +1,276 @@
+"""`pmpo report` on real run folders made by the optimizer with a scripted engine (no model)."""
+
+import json
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from pmpo_ray.cli import main
+from pmpo_ray.config import PromptFormat
+from pmpo_ray.pmpo.config import OptimizerConfig
+from pmpo_ray.pmpo.rounds import run_rounds
+from pmpo_ray.pmpo.run_files import write_run
+from pmpo_ray.pmpo.task_run import TaskRun
+from pmpo_ray.population import PopulationManager
+from pmpo_ray.reports.build import write_report
+from pmpo_ray.reports.prompt_diff import markdown_diff, word_diff
+from pmpo_ray.requests import Example
+from pmpo_ray.tasks.task import Task
+from tests.fakes import FakeEngine, scripted_rewrites
+
+MARKUP = '<script>alert("x")</script> & Think.'
+
+
+class WordTokenizer:
+    """ChatML rendering and one token per word: all the optimizer asks of a tokenizer."""
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return text + "<|im_start|>assistant\n"
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(range(len(text.split())))}
+
+
+def toy_task(task_id, fmt="supervised", prompt="Think."):
+    rejected = ("wrong answer",) if fmt == "preference" else ()
+    train = tuple(
+        Example(str(i), f"question {i}", "the answer " * (i + 1), rejected) for i in range(6)
+    )
+    return Task(task_id, fmt, "answer", prompt, train, (Example("t0", "q", "a", rejected),))
+
+
+def task_run(task):
+    objective = "preference" if task.format == "preference" else "ce"
+    config = OptimizerConfig(iterations=2, objective=objective)
+    return TaskRun(task, config, WordTokenizer(), PromptFormat())
+
+
+def make_suite(out: Path, tasks) -> Path:
+    runs = [task_run(task) for task in tasks]
+    manager = PopulationManager(runs, out, pools={})
+    engine = FakeEngine(scripted_rewrites)
+    run_rounds(runs, generator=engine, scorer=engine, on_round=manager.on_round)
+    manager.finish({"suite": "test"})
+    return out
+
+
+def make_single(out: Path, task) -> Path:
+    engine = FakeEngine(scripted_rewrites)
+    [result] = run_rounds([task_run(task)], generator=engine, scorer=engine)
+    write_run(result, out, {"task": task.task_id})
+    return out
+
+
+def prompt_entry(name, text, ce, accuracy, pairwise):
+    return {
+        "name": name,
+        "text": text,
+        "heldout_ce": ce,
+        "heldout_loss": ce + 0.5,
+        "accuracy": accuracy,
+        "pairwise_accuracy": pairwise,
+        "forward_passes": 10,
+        "tokens_scored": 1000,
+        "tokens_generated": 0 if accuracy is None else 300,
+        "seconds": 1.5,
+    }
+
+
+def write_evaluation(folder: Path, fmt="supervised") -> dict:
+    """An evaluation.json in the format `pmpo evaluate` writes."""
+    result = json.loads((folder / "result.json").read_text())
+    best = json.loads((folder / "best_prompt.json").read_text())
+    preference = fmt == "preference"
+    metric = {True: (None, 0.5), False: (0.5, None)}[preference]
+    better = {True: (None, 0.75), False: (0.75, None)}[preference]
+    evaluation = {
+        "task_id": result["task_id"],
+        "format": fmt,
+        "answer_match": "none" if preference else "exact",
+        "n_train": 6,
+        "n_heldout": 20,
+        "prompts": [
+            prompt_entry("initial", "Think.", 2.0, *metric),
+            prompt_entry("optimized", best["text"], 1.0, *better),
+            prompt_entry("no_instruction", "", 2.5, *metric),
+            prompt_entry("step_by_step", "Let's think step by step.", 1.8, *metric),
+        ],
+        "training": {"initial_loss": result["initial_loss"], "best_loss": result["best_loss"]},
+        "generation_counterfactual": {
+            "candidates_scored": 13,
+            "train_examples": 6,
+            "mean_answer_tokens": 12.5,
+            "generated_tokens": 975,
+            "loss_based_tokens_generated": 130,
+        },
+        "seconds": 6.0,
+    }
+    (folder / "evaluation.json").write_text(json.dumps(evaluation))
+    return evaluation
+
+
+def png_is_valid(path: Path) -> bool:
+    """PNG signature, then every chunk's CRC, ending at IEND with image data in between."""
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return False
+    offset, kinds = 8, []
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        if zlib.crc32(kind + body) != crc:
+            return False
+        kinds.append(kind)
+        offset += 12 + length
+    return kinds[0] == b"IHDR" and b"IDAT" in kinds and kinds[-1] == b"IEND"
+
+
+def referenced_images(run_dir: Path) -> list[Path]:
+    markdown = (run_dir / "report.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    in_markdown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    in_html = re.findall(r'<img src="([^"]+)"', html)
+    assert in_markdown == in_html
+    return [run_dir / src for src in in_markdown]
+
+
+@pytest.fixture
+def suite(tmp_path):
+    out = make_suite(
+        tmp_path / "suite", [toy_task("navigate"), toy_task("pairs", fmt="preference")]
+    )
+    write_evaluation(out / "tasks" / "navigate")
+    write_evaluation(out / "tasks" / "pairs", fmt="preference")
+    return out
+
+
+def test_suite_report_has_summary_tables_curves_diff_and_cost(suite, capsys):
+    assert main(["report", str(suite)]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        str(suite / "report.html"),
+        str(suite / "report.md"),
+    ]
+    markdown = (suite / "report.md").read_text()
+    for task_id, fmt, metric in (
+        ("navigate", "supervised", "50.0% → 75.0%"),
+        ("pairs", "preference", "50.0% → 75.0%"),
+    ):
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {task_id} |"))
+        assert f"| {fmt} | 2 |" in row and "| 2.0000 → 1.0000 |" in row and metric in row
+        assert f"## Task {task_id}" in markdown
+    assert "- **mean held-out CE**: 2.0000 → 1.0000" in markdown
+    assert "- **mean held-out accuracy (1 task(s))**: 50.0% → 75.0%" in markdown
+    assert "- **mean held-out pairwise accuracy (1 task(s))**: 50.0% → 75.0%" in markdown
+    for label in ("initial", "optimized", "baseline: no instruction"):
+        assert markdown.count(f"| {label} |") == 2, label
+    assert markdown.count('| baseline: "Let\'s think step by step" |') == 2
+    assert "| held-out preference loss |" in markdown  # the preference task's own column
+    assert "would have generated 975 tokens" in markdown
+    assert "loss-based selection generated 130 (7.5× fewer)" in markdown
+    rounds = (suite / "rounds.jsonl").read_text().splitlines()
+    assert "## Rounds" in markdown
+    assert sum(1 for line in markdown.splitlines() if re.match(r"\| \d+ \| \d+ \|", line)) == len(
+        rounds
+    )
+    images = referenced_images(suite)
+    assert {p.name for p in images} == {"loss-navigate.png", "loss-pairs.png", "rounds.png"}
+    assert all(png_is_valid(p) for p in images)
+
+
+def test_prompt_diff_shows_removed_and_added_words(suite):
+    write_report(suite)
+    best = json.loads((suite / "tasks" / "navigate" / "best_prompt.json").read_text())["text"]
+    assert best.startswith("Read carefully")  # the scripted rewrite won
+    markdown = (suite / "report.md").read_text()
+    assert f"```diff\n[-Think.-]{{+{best}+}}\n```" in markdown
+    html = (suite / "report.html").read_text()
+    assert f"<del>Think.</del><ins>{best}</ins>" in html
+
+
+def test_word_diff_round_trips_and_fences_backticks():
+    old, new = "Answer the question.\nBe brief.", "Answer each question.\nBe ``very`` brief."
+    pieces = word_diff(old, new)
+    assert "".join(p.text for p in pieces if p.op != "added") == old
+    assert "".join(p.text for p in pieces if p.op != "removed") == new
+    block = markdown_diff(pieces)
+    assert block.startswith("```diff\n")  # longer than the prompt's ``, so it cannot close
+    assert "Answer [-the-] {+each+} question.\nBe {+``very``+} brief." in block
+
+
+def test_run_without_evaluation_renders_training_columns_and_the_hint(tmp_path):
+    run_dir = make_single(tmp_path / "navigate", toy_task("navigate"))
+    files = write_report(run_dir)
+    markdown = files.markdown.read_text()
+    assert "not evaluated yet: run `pmpo evaluate RUN_DIR`" in markdown
+    result = json.loads((run_dir / "result.json").read_text())
+    training = f"{result['initial_loss']:.4f} → {result['best_loss']:.4f}"
+    assert f"| navigate | — | 2 | {training} | — | not evaluated yet |" in markdown
+    assert f"| initial | {result['initial_loss']:.4f} | — | — |" in markdown
+    assert "<code>pmpo evaluate RUN_DIR</code>" in files.html.read_text()
+    assert all(png_is_valid(p) for p in referenced_images(run_dir))
+
+
+def test_prompt_markup_is_escaped_everywhere(tmp_path):
+    run_dir = make_single(tmp_path / "run", toy_task("x<b>|y", prompt=MARKUP))
+    files = write_report(run_dir)
+    html = files.html.read_text()
+    assert "<script" not in html and "<b>" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Think." in html
+    markdown = files.markdown.read_text()
+    outside_fences = re.sub(r"(`{3,})[a-z]*\n.*?\n\1", "", markdown, flags=re.S)
+    assert "<script" in markdown and "<script" not in outside_fences  # verbatim only in code
+    assert "## Task x&lt;b&gt;\\|y" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| x&lt;b&gt;"))
+    assert len(re.split(r"(?<!\\)\|", row)) == 10 + 2  # the id's | did not add a column
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "result.json").unlink(), "not a run folder"),
+        (lambda d: (d / "history.parquet").write_text("x"), "history.parquet: cannot read"),
+        (
+            lambda d: (d / "evaluation.json").write_text('{"prompts": [{"name": "initial"}]}'),
+            r"evaluation.json prompts\[0\]: field 'text' missing",
+        ),
+    ],
+    ids=["no-result", "bad-history", "bad-evaluation"],
+)
+def test_broken_run_folder_is_a_clear_error(tmp_path, capsys, damage, message):
+    run_dir = make_single(tmp_path / "run", toy_task("t"))
+    damage(run_dir)
+    assert main(["report", str(run_dir)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: no such run folder" in capsys.readouterr().err
+
+
+def test_report_opens_in_headless_chromium_without_errors(tmp_path):
+    from pmpo_ray.reports.browser_check import BrowserMissing, check_page
+
+    files = write_report(make_suite(tmp_path / "marked", [toy_task("m", prompt=MARKUP)]))
+    try:
+        page = check_page(files.html)
+    except BrowserMissing as error:
+        pytest.fail(f"{error}; run the Makefile's browser install step first")
+    assert page.problems == ()
+    assert page.images == len(files.images) == 2 and page.scripts == 0
+    assert '<script>alert("x")</script> & Think.' in page.text  # shown as text, never run
+    # The check itself must see breakage: a missing and a corrupt image in a copy of the page.
+    (files.html.parent / "report_files" / "corrupt.png").write_bytes(b"\x89PNG not really")
+    broken = files.html.parent / "broken.html"
+    broken.write_text(
+        files.html.read_text().replace(
+            "</body>",
+            '<img src="report_files/gone.png"><img src="report_files/corrupt.png"></body>',
+        )
+    )
+    problems = "\n".join(check_page(broken).problems)
+    assert "image does not load or decode: report_files/gone.png" in problems
+    assert "image does not load or decode: report_files/corrupt.png" in problems
