@@ -1,8 +1,8 @@
 """Ray Data fan-out of one request table over a pool of long-lived engine replicas.
 
-Each call is one Ray Data job: the table becomes a dataset, batches go to N lightweight router
-actors (no CPU reserved), and each router forwards its batches to the one engine replica it is
-bound to. Engines never start here; they live in the pool for the whole job. Results are
+Each call is one Ray Data job: the table becomes a dataset whose batches go to lightweight
+map tasks (no CPU reserved); each task borrows the least busy engine replica from a small
+dispatcher actor and runs its batch there. Engines never start here; they live in the pool for the whole job. Results are
 sorted back into request order and checked: every request answered, exactly once, in order.
 """
 
@@ -14,33 +14,38 @@ import pyarrow.compute as pc
 from pmpo_ray.engines.row_chunks import reassemble, split_rows
 
 
-class ReplicaTickets:
-    """Hands out replica indices round-robin, so N routers bind to N different replicas."""
+class ReplicaDispatcher:
+    """Lends replica indices, least busy first, so concurrent batches spread over replicas and
+    a replica stuck with long rows gets no more until the others catch up."""
 
     def __init__(self, count: int):
-        self.count = count
-        self.issued = 0
+        self.in_flight = [0] * count
+        self.served = [0] * count
 
-    def next(self) -> int:
-        index = self.issued % self.count
-        self.issued += 1
+    def acquire(self) -> int:
+        index = min(range(len(self.in_flight)), key=lambda i: (self.in_flight[i], self.served[i]))
+        self.in_flight[index] += 1
+        self.served[index] += 1
         return index
 
+    def release(self, index: int) -> None:
+        self.in_flight[index] -= 1
 
-class ReplicaRouter:
-    """A Ray Data map_batches worker bound to one engine replica."""
+    def served_counts(self) -> list[int]:
+        return list(self.served)
 
-    def __init__(self, actors: list, tickets, method: str, call_args: tuple = ()):
-        import ray
 
-        self.actor = actors[ray.get(tickets.next.remote())]
-        self.method = method
-        self.call_args = call_args
+def call_replica(
+    batch: pa.Table, *, actors: list, dispatcher, method: str, call_args: tuple
+) -> pa.Table:
+    """A Ray Data map_batches task: borrow the least busy replica, run the batch there."""
+    import ray
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        import ray
-
-        return ray.get(getattr(self.actor, self.method).remote(batch, *self.call_args))
+    index = ray.get(dispatcher.acquire.remote())
+    try:
+        return ray.get(getattr(actors[index], method).remote(batch, *call_args))
+    finally:
+        dispatcher.release.remote(index)
 
 
 class RayDataEngines:
@@ -54,8 +59,8 @@ class RayDataEngines:
         self.batch_rows = batch_rows
         self.jobs = 0
         check_free_cpu(ray.available_resources().get("CPU", 0.0))
-        self._tickets = {
-            id(pool): ray.remote(ReplicaTickets).options(num_cpus=0).remote(len(pool.actors))
+        self.dispatchers = {
+            id(pool): ray.remote(ReplicaDispatcher).options(num_cpus=0).remote(len(pool.actors))
             for pool in (self.scorer_pool, self.generator_pool)
         }
 
@@ -67,22 +72,25 @@ class RayDataEngines:
 
     def _job(self, pool, method: str, requests: pa.Table, call_args: tuple) -> pa.Table:
         import ray
-        from ray.data import ActorPoolStrategy
+        from ray.data import TaskPoolStrategy
 
         self.jobs += 1
         # One block per batch, so every router has input from the start.
         blocks = split_rows(requests, self.batch_rows)
+        # Tasks, not actors: Ray reuses idle worker processes for them, where a new actor pool
+        # per job cost seconds of start-up per round. Two batches in flight per replica keep
+        # each engine fed back to back.
         dataset = ray.data.from_arrow(blocks).map_batches(
-            ReplicaRouter,
-            fn_constructor_kwargs={
+            call_replica,
+            fn_kwargs={
                 "actors": pool.actors,
-                "tickets": self._tickets[id(pool)],
+                "dispatcher": self.dispatchers[id(pool)],
                 "method": method,
                 "call_args": call_args,
             },
             batch_size=self.batch_rows,
             batch_format="pyarrow",
-            compute=ActorPoolStrategy(size=len(pool.actors)),
+            compute=TaskPoolStrategy(size=2 * len(pool.actors)),
             num_cpus=0,
         )
         parts = [part for part in ray.get(dataset.to_arrow_refs()) if part.num_rows]

@@ -139,3 +139,59 @@ class FakeReplica:
 
     def close(self):
         pass
+
+
+class PlacedFakeReplica(FakeReplica):
+    """A FakeReplica with a fixed latency per call that also reports where Ray placed it and
+    which requests it served, for placement and fan-out tests on a multi-node cluster."""
+
+    latency_seconds = 0.02
+
+    def __init__(self, engine=None, prompt_format=None, cpu_threads=1):
+        super().__init__(engine, prompt_format, cpu_threads, delay_seconds=self.latency_seconds)
+        self.served_ids: list[int] = []
+
+    def placement(self) -> dict:
+        import ray
+
+        context = ray.get_runtime_context()
+        return {
+            "node_id": context.get_node_id(),
+            "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+            "placement_group_id": context.get_placement_group_id(),
+        }
+
+    def tensor_parallel_workers(self) -> list[dict]:
+        """Start one GPU task in each bundle of this actor's placement group, as vLLM's Ray
+        executor starts its workers, and report where each ran."""
+        import ray
+        from ray.util.placement_group import get_current_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        group = get_current_placement_group()
+        if group is None:
+            raise RuntimeError("this replica runs outside a placement group")
+        worker = ray.remote(num_cpus=0, num_gpus=1)(gpu_worker_placement)
+        refs = [
+            worker.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, bundle_index)
+            ).remote()
+            for bundle_index in range(group.bundle_count)
+        ]
+        return ray.get(refs)
+
+    def score(self, requests, with_token_logprobs=False):
+        self.served_ids.extend(requests.column("request_id").to_pylist())
+        return super().score(requests, with_token_logprobs)
+
+    def served(self) -> list[int]:
+        return list(self.served_ids)
+
+
+def gpu_worker_placement() -> dict:
+    import ray
+
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+    }

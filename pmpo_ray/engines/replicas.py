@@ -105,7 +105,9 @@ def actor_options(engine: EngineConfig, replicas: ReplicaConfig) -> dict:
     """Ray resources of one replica.
 
     With tensor parallelism the actor itself holds no GPU: it reserves a placement group of
-    `tensor_parallel_size` GPU bundles, and vLLM's Ray executor starts its workers inside it.
+    `tensor_parallel_size` GPU bundles on one node, and vLLM's Ray executor starts its workers
+    (one GPU, no CPU each) inside it. The actor's own CPUs go into the first bundle, so a replica
+    asking for more CPUs than one GPU's share still fits its group.
     """
     options = {
         "num_cpus": replicas.num_cpus,
@@ -117,10 +119,14 @@ def actor_options(engine: EngineConfig, replicas: ReplicaConfig) -> dict:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        bundles = [{"GPU": 1, "CPU": 1} for _ in range(engine.tensor_parallel_size)]
+        bundles = [{"GPU": 1} for _ in range(engine.tensor_parallel_size)]
+        if replicas.num_cpus > 0:
+            bundles[0]["CPU"] = replicas.num_cpus
         group = placement_group(bundles, strategy="STRICT_PACK")
         options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-            placement_group=group, placement_group_capture_child_tasks=True
+            placement_group=group,
+            placement_group_bundle_index=0,
+            placement_group_capture_child_tasks=True,
         )
     return options
 
@@ -128,11 +134,13 @@ def actor_options(engine: EngineConfig, replicas: ReplicaConfig) -> dict:
 class ReplicaPool:
     """N engine actors behind the Scorer/Generator protocol."""
 
-    def __init__(self, actors: list, max_rows_per_call: int):
+    def __init__(self, actors: list, max_rows_per_call: int, placement_groups: list = ()):
         if not actors:
             raise ValueError("a replica pool needs at least one actor")
         self.actors = actors
         self.max_rows_per_call = max_rows_per_call
+        # Killing an actor does not free its placement group: the pool removes them itself.
+        self.placement_groups = list(placement_groups)
 
     @classmethod
     def start(
@@ -146,9 +154,11 @@ class ReplicaPool:
         import ray
 
         remote_class = ray.remote(replica_class)
-        actors = []
+        actors, groups = [], []
         for _ in range(replicas.num_replicas):
             options = actor_options(engine, replicas)
+            if "scheduling_strategy" in options:
+                groups.append(options["scheduling_strategy"].placement_group)
             actors.append(
                 remote_class.options(**options).remote(
                     engine, prompt_format or PromptFormat(), cpu_threads(replicas)
@@ -156,7 +166,7 @@ class ReplicaPool:
             )
         paths = ray.get([actor.ready.remote() for actor in actors])
         log.info("%d replica(s) ready with model %s", len(actors), paths[0])
-        return cls(actors, replicas.max_rows_per_call)
+        return cls(actors, replicas.max_rows_per_call, groups)
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return self._fan_out("score", requests, with_token_logprobs)
@@ -172,6 +182,7 @@ class ReplicaPool:
     def shutdown(self) -> None:
         """Stop each engine cleanly (its engine-core process too), then the actors."""
         import ray
+        from ray.util.placement_group import remove_placement_group
 
         ray.wait(
             [actor.close.remote() for actor in self.actors],
@@ -180,7 +191,10 @@ class ReplicaPool:
         )
         for actor in self.actors:
             ray.kill(actor)
+        for group in self.placement_groups:
+            remove_placement_group(group)
         self.actors = []
+        self.placement_groups = []
 
     def _fan_out(self, method: str, requests: pa.Table, *args) -> pa.Table:
         """Keep every replica fed with chunks; the least-loaded one gets the next chunk."""
