@@ -182,3 +182,20 @@ def test_bad_gold_and_options_are_named():
         extract_answer("(A)", "option")
     with pytest.raises(ValueError, match="'many' is not a number"):
         is_correct("Answer: 4", "many", "number")
+
+
+def test_an_answer_opening_with_an_option_commits_to_it():
+    labels = ["(A)", "(B)", "(C)"]
+    assert extract_answer("(B) The peaches are the cheapest", "option", labels) == "(B)"
+    assert extract_answer("B) The tractor is the oldest", "option", labels) == "(B)"
+    assert extract_answer("No, the instructions lead elsewhere", "option", ["Yes", "No"]) == "No"
+
+
+def test_a_stopped_generation_keeps_its_unpunctuated_last_line():
+    output = "Let me count them.\nThere are 7 vegetables in total"
+    assert extract_answer(output, "number") is None  # might be cut off mid-sentence
+    assert extract_answer(output, "number", complete=True) == "7"
+    assert is_correct(output, "7", "exact", complete=True) == ("7", True)
+    cut = "Let me think.\nIt depends on whether we count the"
+    assert extract_answer(cut, "exact") is None
+    assert extract_answer(cut, "exact", complete=True) == "It depends on whether we count the"

@@ -36,30 +36,33 @@ _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
-def extract_answer(output: str, match: str, options: Sequence[str] = ()) -> str | None:
-    """The answer `output` commits to, or None when it commits to none."""
+def extract_answer(
+    output: str, match: str, options: Sequence[str] = (), complete: bool = False
+) -> str | None:
+    """The answer `output` commits to, or None when it commits to none. `complete` says the
+    model stopped on its own (not cut off), so its last line is final however it ends."""
     if match == "option":
-        return _extract_option(output, _checked_options(options))
-    return _extractor(match)(output)
+        return _extract_option(output, _checked_options(options), complete)
+    return _extractor(match)(output, complete)
 
 
 def is_correct(
-    output: str, gold: str, match: str, options: Sequence[str] = ()
+    output: str, gold: str, match: str, options: Sequence[str] = (), complete: bool = False
 ) -> tuple[str | None, bool]:
     """(extracted answer, whether it matches `gold`)."""
     if match == "option":
         options = _checked_options(options)
         if gold not in options:
             raise ValueError(f"gold answer {gold!r} is none of the options {list(options)}")
-        extracted = _extract_option(output, options)
+        extracted = _extract_option(output, options, complete)
         return extracted, extracted == gold
     gold_number = parse_number(gold)
     if match == "number" and gold_number is None:
         raise ValueError(f"gold answer {gold!r} is not a number (match 'number')")
     if gold_number is not None and match in ("number", "exact"):
-        extracted = _extract_number(output)
+        extracted = _extract_number(output, complete)
         return extracted, extracted is not None and Decimal(extracted) == gold_number
-    extracted = _extractor(match)(output)
+    extracted = _extractor(match)(output, complete)
     return extracted, extracted is not None and normalize(extracted) == normalize(gold)
 
 
@@ -83,41 +86,46 @@ def parse_number(text: str) -> Decimal | None:
 # ----- the three extractors ----------------------------------------------------------------
 
 
-def _extractor(match: str) -> Callable[[str], str | None]:
+def _extractor(match: str) -> Callable[[str, bool], str | None]:
     extractors = {"exact": _extract_exact, "number": _extract_number}
     if match not in MATCH_KINDS:
         raise ValueError(f"unknown answer match {match!r}; expected one of {list(MATCH_KINDS)}")
     return extractors[match]
 
 
-def _extract_exact(output: str) -> str | None:
+def _extract_exact(output: str, complete: bool = False) -> str | None:
     text = _strip_markdown(output)
     for segment in _marked_segments(text):
         if answer := _clean(_first_clause(segment)):
             return answer
-    line = _final_line(text, allow_single_line=True)
+    line = _final_line(text, allow_single_line=True, complete=complete)
     return (_clean(_first_clause(line)) or None) if line is not None else None
 
 
-def _extract_number(output: str) -> str | None:
+def _extract_number(output: str, complete: bool = False) -> str | None:
     text = _THOUSANDS.sub("", _strip_markdown(output).replace("$", "").replace("\u2212", "-"))
     for segment in _marked_segments(text):
         # "Answer: 5 + 13 = 18 eggs" commits to what follows the last "=".
         numbers = _NUMBER.findall(segment.rsplit("=", 1)[-1])
         if numbers:
             return _canonical(numbers[0])
-    line = _final_line(text)
+    line = _final_line(text, complete=complete)
     numbers = _NUMBER.findall(line) if line is not None else []
     return _canonical(numbers[-1]) if numbers else None
 
 
-def _extract_option(output: str, options: Sequence[str]) -> str | None:
-    text = _strip_markdown(output)
+def _extract_option(output: str, options: Sequence[str], complete: bool = False) -> str | None:
+    text = _strip_markdown(output).strip()
     patterns = [(_option_pattern(option), option) for option in options]
     for segment in _marked_segments(text):
         if found := _mentions(segment.strip(), patterns, leading=True):
             return found[0][2]
-    line = _final_line(text)
+    # An answer that opens with an option ("(B) The tractor is the oldest") and names no
+    # other commits to it; a bare letter does not count here ("A man walks...").
+    mentioned = _mentions(text, patterns)
+    if mentioned and mentioned[0][0] == 0 and len({hit[2] for hit in mentioned}) == 1:
+        return mentioned[0][2]
+    line = _final_line(text, complete=complete)
     if line is None:
         return None
     if bare := _mentions(line, patterns, leading=True, whole=True):
@@ -195,12 +203,15 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-def _final_line(text: str, allow_single_line: bool = False) -> str | None:
-    """The last non-empty line when it looks like a finished answer, else None (cut off)."""
+def _final_line(text: str, allow_single_line: bool = False, complete: bool = False) -> str | None:
+    """The last non-empty line when it looks like a finished answer (or the model stopped on
+    its own: `complete`), else None (cut off)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return None
     last = lines[-1]
+    if complete:
+        return last
     if _UNFINISHED_LINE.search(last):
         return None
     finished = _FINISHED_LINE.search(last) or len(last.split()) <= _SHORT_LINE_WORDS

@@ -118,7 +118,11 @@ def grade_answers(
     for request_id, (candidate_id, example) in enumerate(keys):
         output = by_request[request_id]["text"]
         extracted, correct = is_correct(
-            output, example.gold_answer, task.answer_match, options_of(example)
+            output,
+            example.gold_answer,
+            task.answer_match,
+            options_of(example),
+            complete=by_request[request_id]["finish_reason"] == "stop",
         )
         graded.setdefault(candidate_id, []).append(
             {
