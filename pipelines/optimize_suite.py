@@ -192,8 +192,8 @@ def _optimizer(config: SuiteConfig, entry, args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    if not args.verbose:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if not args.verbose:  # every replica repeats vLLM's CPU-setup warnings; errors still show
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     try:
         summary = run(args)
     except ValueError as error:

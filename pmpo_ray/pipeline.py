@@ -8,6 +8,8 @@ sorted back into request order and checked: every request answered, exactly once
 
 from __future__ import annotations
 
+import math
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -76,7 +78,8 @@ class RayDataEngines:
 
         self.jobs += 1
         # One block per batch, so every router has input from the start.
-        blocks = split_rows(requests, self.batch_rows)
+        rows = batch_rows_for(requests.num_rows, len(pool.actors), self.batch_rows)
+        blocks = split_rows(requests, rows)
         # Tasks, not actors: Ray reuses idle worker processes for them, where a new actor pool
         # per job cost seconds of start-up per round. Two batches in flight per replica keep
         # each engine fed back to back.
@@ -88,7 +91,7 @@ class RayDataEngines:
                 "method": method,
                 "call_args": call_args,
             },
-            batch_size=self.batch_rows,
+            batch_size=rows,
             batch_format="pyarrow",
             compute=TaskPoolStrategy(size=2 * len(pool.actors)),
             num_cpus=0,
@@ -98,6 +101,12 @@ class RayDataEngines:
             return reassemble(requests, [])
         result = pa.concat_tables(parts, promote_options="default")
         return reassemble(requests, [in_request_order(result, requests)])
+
+
+def batch_rows_for(n_rows: int, n_replicas: int, most: int) -> int:
+    """Rows per batch: at most `most`, and small enough that a small table still gives every
+    replica two batches (a 96-row round in batches of 64 would leave one of two replicas idle)."""
+    return max(1, min(most, math.ceil(n_rows / (2 * n_replicas))))
 
 
 def check_free_cpu(free_cpus: float) -> None:

@@ -40,7 +40,12 @@ class SuiteConfig(FrozenConfig):
         default_factory=PromptFormat, description="How prompts are rendered."
     )
     ray: RayConfig = Field(default_factory=RayConfig, description="Where Ray runs.")
-    batch_rows: int = Field(64, gt=0, description="Rows per Ray Data batch sent to one replica.")
+    batch_rows: int = Field(
+        64,
+        gt=0,
+        description="Most rows per Ray Data batch sent to one replica; smaller tables are cut "
+        "finer so every replica gets two batches.",
+    )
     evaluation: EvaluationConfig = Field(
         default_factory=EvaluationConfig, description="Held-out evaluation of every task."
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pmpo_ray.pipeline import ReplicaDispatcher, check_free_cpu
+from pmpo_ray.pipeline import ReplicaDispatcher, batch_rows_for, check_free_cpu
 
 
 def test_least_busy_replica_first_then_fewest_served():
@@ -21,3 +21,9 @@ def test_no_free_cpu_is_refused():
     check_free_cpu(1.0)
     with pytest.raises(ValueError, match="leave 0.5 CPU free"):
         check_free_cpu(0.5)
+
+
+def test_small_tables_are_cut_so_every_replica_gets_work():
+    assert batch_rows_for(96, 2, 64) == 24  # four batches for two replicas, not 64 + 32
+    assert batch_rows_for(10_000, 4, 64) == 64  # big tables keep the configured size
+    assert batch_rows_for(3, 8, 64) == 1

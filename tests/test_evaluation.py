@@ -130,3 +130,28 @@ def test_overrides_and_bad_folders(tmp_path, task_run_dir):
     (task_run_dir / "history.parquet").unlink()
     with pytest.raises(ValueError, match="missing history.parquet"):
         read_run_folder(task_run_dir)
+
+
+@pytest.mark.engine
+def test_pmpo_evaluate_command_with_the_real_model(tmp_path, tokenizer, capsys):
+    """`pmpo evaluate` builds the run's own engine (transformers here, for a quick start)."""
+    from pmpo_ray.cli import main
+
+    config = OptimizeJobConfig.model_validate(
+        {"task": NAVIGATE, "optimizer": OPTIMIZER, "scorer": {"backend": "hf"}}
+    )
+    run = TaskRun(load_task(config.task), config.optimizer, tokenizer, config.prompt_format)
+    engine = FakeEngine(answers_yes_when_careful)
+    [result] = run_rounds([run], generator=engine, scorer=engine)
+    write_run(result, tmp_path / "run", config.model_dump(mode="json"))
+
+    argv = ["evaluate", str(tmp_path / "run"), "--max-examples", "3", "--max-answer-tokens", "8"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "navigate" in printed and "optimized" in printed
+    evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    rows = {row["name"]: row for row in evaluation["prompts"]}
+    assert evaluation["n_heldout"] == 3
+    assert all(0 < row["heldout_ce"] < 20 and 0 <= row["accuracy"] <= 1 for row in rows.values())
+    assert rows["optimized"]["heldout_ce"] != rows["initial"]["heldout_ce"]
+    assert all(0 < row["tokens_generated"] <= 3 * 8 for row in rows.values())
