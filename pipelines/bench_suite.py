@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ def run_once(config: Path, replicas: int, iterations: int | None, out: Path) -> 
 
 
 def main(argv=None) -> None:
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("pipelines/suites/tiny.yaml"))
     parser.add_argument("--iterations", type=int, help="override every task's iterations")
