@@ -2,8 +2,9 @@
 
 Each call is one Ray Data job: the table becomes a dataset whose batches go to lightweight
 map tasks (no CPU reserved); each task borrows the least busy engine replica from a small
-dispatcher actor and runs its batch there. Engines never start here; they live in the pool for the whole job. Results are
-sorted back into request order and checked: every request answered, exactly once, in order.
+dispatcher actor and runs its batch there. Engines never start here; they live in the pool for
+the whole job. Results are sorted back into request order and checked: every request
+answered, exactly once, in order.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class RayDataEngines:
         from ray.data import TaskPoolStrategy
 
         self.jobs += 1
-        # One block per batch, so every router has input from the start.
+        # One block per batch, so every map task has input from the start.
         rows = batch_rows_for(requests.num_rows, len(pool.actors), self.batch_rows)
         blocks = split_rows(requests, rows)
         # Tasks, not actors: Ray reuses idle worker processes for them, where a new actor pool

@@ -182,9 +182,10 @@ def prompt_rows(
         for cid, m in metrics.items()
     }
     total = sum(costs.values()) or 1
+    candidates = candidate_of(task.prompts)
     rows = []
     for prompt in task.prompts:
-        cid = candidate_of(task.prompts)[prompt.name]
+        cid = candidates[prompt.name]
         answers = graded.get(cid, [])
         rows.append(
             {
