@@ -43,23 +43,28 @@ class RunFolder:
     evaluation: EvaluationConfig
 
 
+def task_dirs(run_dir: Path) -> tuple[str, tuple[Path, ...]]:
+    """("task", the folder itself) for a `pmpo optimize` run, ("suite", tasks/*/) for a suite."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: no such run folder")
+    if (run_dir / "result.json").is_file():
+        return "task", (run_dir,)
+    folders = tuple(sorted(p.parent for p in (run_dir / "tasks").glob("*/result.json")))
+    if not folders:
+        raise ValueError(
+            f"{run_dir}: not a run folder (no result.json of a task, no tasks/*/result.json "
+            "of a suite)"
+        )
+    return "suite", folders
+
+
 def read_run_folder(path: Path) -> RunFolder:
-    path = Path(path)
-    if not path.is_dir():
-        raise ValueError(f"{path}: no such run folder")
-    if (path / "suite.json").is_file():
-        task_dirs = sorted(p for p in (path / "tasks").iterdir() if p.is_dir())
-        if not task_dirs:
-            raise ValueError(f"{path}: suite run without task folders under tasks/")
-        kind = "suite"
-    elif (path / "result.json").is_file():
-        task_dirs, kind = [path], "task"
-    else:
-        raise ValueError(f"{path}: not a run folder (no suite.json or result.json)")
-    raw = _read_yaml(task_dirs[0] / "config.yaml")
-    tasks = tuple(_task_folder(d, _read_yaml(d / "config.yaml")) for d in task_dirs)
-    engine, prompt_format, evaluation = _shared_settings(raw, task_dirs[0] / "config.yaml")
-    return RunFolder(path, kind, tasks, engine, prompt_format, evaluation)
+    kind, folders = task_dirs(path)
+    raw = _read_yaml(folders[0] / "config.yaml")
+    tasks = tuple(_task_folder(d, _read_yaml(d / "config.yaml")) for d in folders)
+    engine, prompt_format, evaluation = _shared_settings(raw, folders[0] / "config.yaml")
+    return RunFolder(Path(path), kind, tasks, engine, prompt_format, evaluation)
 
 
 def _shared_settings(raw: dict, source: Path):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pmpo_ray.evaluation.run_folder import task_dirs
+
 BASELINE_ORDER = ("initial", "optimized", "no_instruction", "step_by_step")
 
 
@@ -94,18 +96,9 @@ class RunData:
 
 def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: no such run folder")
-    if (run_dir / "result.json").is_file():
+    kind, folders = task_dirs(run_dir)
+    if kind == "task":
         return RunData(run_dir, False, (load_task(run_dir),), ())
-    tasks_dir = run_dir / "tasks"
-    if not tasks_dir.is_dir():
-        raise ValueError(
-            f"{run_dir}: not a run folder (no result.json of a task, no tasks/ of a suite)"
-        )
-    folders = sorted(p for p in tasks_dir.iterdir() if (p / "result.json").is_file())
-    if not folders:
-        raise ValueError(f"{run_dir}: tasks/ holds no finished task (no tasks/*/result.json)")
     rounds = read_rounds(run_dir / "rounds.jsonl")
     return RunData(run_dir, True, tuple(load_task(f) for f in folders), rounds)
 
