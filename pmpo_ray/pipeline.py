@@ -61,7 +61,11 @@ class RayDataEngines:
         self.generator_pool = generator_pool or scorer_pool
         self.batch_rows = batch_rows
         self.jobs = 0
-        check_free_cpu(ray.available_resources().get("CPU", 0.0))
+        # From the pools' own reservations, not available_resources(): a pool shut down a
+        # moment ago frees its CPUs asynchronously, and the question is about configuration.
+        pools = {id(pool): pool for pool in (self.scorer_pool, self.generator_pool)}.values()
+        reserved = sum(pool.reserved_cpus for pool in pools)
+        check_free_cpu(ray.cluster_resources().get("CPU", 0.0) - reserved)
         self.dispatchers = {
             id(pool): ray.remote(ReplicaDispatcher).options(num_cpus=0).remote(len(pool.actors))
             for pool in (self.scorer_pool, self.generator_pool)
@@ -112,7 +116,7 @@ def batch_rows_for(n_rows: int, n_replicas: int, most: int) -> int:
 
 def check_free_cpu(free_cpus: float) -> None:
     """Ray Data runs small 1-CPU tasks of its own (from_arrow reads block metadata in one);
-    if the replica pools reserved every CPU, the first job would wait forever."""
+    if the replica pools reserve every CPU of the cluster, the first job would wait forever."""
     if free_cpus < 1:
         raise ValueError(
             f"the replica pools leave {free_cpus:g} CPU free in the Ray cluster; Ray Data needs "

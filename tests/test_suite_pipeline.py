@@ -1,7 +1,5 @@
 """Ray Data fan-out over replica pools in a real local Ray, with fake engines in the replicas."""
 
-import time
-
 import pytest
 
 from pmpo_ray.config import EngineConfig, PromptFormat, ReplicaConfig
@@ -90,20 +88,21 @@ def test_ray_data_job_returns_each_request_once_in_order(fake_pool, tokenizer):
     )
 
 
-def test_pools_that_reserve_every_cpu_are_refused(fake_pool):
-    """fake_pool holds 1 of the 2 CPUs; a second pool taking the last one would leave Ray Data
-    nothing for its own tasks, and the first job would hang: refused up front instead."""
-    greedy = ReplicaPool.start(
-        EngineConfig(), ReplicaConfig(num_replicas=1, num_cpus=1), replica_class=FakeReplica
-    )
-    try:
-        with pytest.raises(ValueError, match="Ray Data needs at least 1"):
-            RayDataEngines(greedy)
-    finally:
-        greedy.shutdown()
+def test_pools_that_reserve_every_cpu_are_refused(local_ray):
+    """Replicas holding all of the cluster's CPUs would leave Ray Data nothing for its own
+    tasks, and the first job would hang: refused up front instead."""
+    cpus = ray_cpus()
+    whole = ReplicaPool(["replica"], max_rows_per_call=8, reserved_cpus=cpus)
+    with pytest.raises(ValueError, match="Ray Data needs at least 1"):
+        RayDataEngines(whole)
+    with pytest.raises(ValueError, match="leave 0 CPU free"):  # two pools sharing the CPUs
+        RayDataEngines(
+            ReplicaPool(["a"], 8, reserved_cpus=cpus - 1), ReplicaPool(["b"], 8, reserved_cpus=1)
+        )
+    RayDataEngines(ReplicaPool(["replica"], max_rows_per_call=8, reserved_cpus=cpus - 1))
+
+
+def ray_cpus() -> float:
     import ray
 
-    deadline = time.monotonic() + 30  # Ray releases a killed actor's CPU asynchronously
-    while ray.available_resources().get("CPU", 0) < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    RayDataEngines(fake_pool)  # with the CPU back, the same check passes
+    return ray.cluster_resources()["CPU"]

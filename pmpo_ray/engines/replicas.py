@@ -134,11 +134,18 @@ def actor_options(engine: EngineConfig, replicas: ReplicaConfig) -> dict:
 class ReplicaPool:
     """N engine actors behind the Scorer/Generator protocol."""
 
-    def __init__(self, actors: list, max_rows_per_call: int, placement_groups: list = ()):
+    def __init__(
+        self,
+        actors: list,
+        max_rows_per_call: int,
+        placement_groups: list = (),
+        reserved_cpus: float = 0.0,
+    ):
         if not actors:
             raise ValueError("a replica pool needs at least one actor")
         self.actors = actors
         self.max_rows_per_call = max_rows_per_call
+        self.reserved_cpus = reserved_cpus  # what the replicas hold of the cluster's CPUs
         # Killing an actor does not free its placement group: the pool removes them itself.
         self.placement_groups = list(placement_groups)
 
@@ -166,7 +173,8 @@ class ReplicaPool:
             )
         paths = ray.get([actor.ready.remote() for actor in actors])
         log.info("%d replica(s) ready with model %s", len(actors), paths[0])
-        return cls(actors, replicas.max_rows_per_call, groups)
+        reserved = replicas.num_cpus * replicas.num_replicas
+        return cls(actors, replicas.max_rows_per_call, groups, reserved)
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return self._fan_out("score", requests, with_token_logprobs)
