@@ -155,3 +155,45 @@ def test_pmpo_evaluate_command_with_the_real_model(tmp_path, tokenizer, capsys):
     assert all(0 < row["heldout_ce"] < 20 and 0 <= row["accuracy"] <= 1 for row in rows.values())
     assert rows["optimized"]["heldout_ce"] != rows["initial"]["heldout_ce"]
     assert all(0 < row["tokens_generated"] <= 3 * 8 for row in rows.values())
+
+
+def test_supervised_aqua_grades_the_option_not_the_rationale():
+    """AQuA in supervised form scores the rationale but checks the label it ends with."""
+    import pyarrow as pa
+
+    from pmpo_ray.evaluation.heldout import EvalPrompt, EvalTask, grade_answers
+    from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
+    from pmpo_ray.tasks.config import TaskConfig
+
+    task = load_task(
+        TaskConfig(
+            name="aqua",
+            data="builtin:aqua/sample.jsonl",
+            format="supervised",
+            initial_prompt="Solve it.",
+        )
+    )
+    assert task.answer_match == "option"
+    example = task.test[0]
+    assert example.gold_answer != example.target  # the label, not the rationale
+    wrong = "(A)" if example.gold_answer != "(A)" else "(B)"
+    outputs = [f"Work. The answer is {example.gold_answer}.", f"So the answer is {wrong}."]
+    generated = pa.Table.from_pylist(
+        [
+            {"request_id": i, "sample_index": 0, "text": t, "n_tokens": 5, "finish_reason": "stop"}
+            for i, t in enumerate(outputs)
+        ],
+        schema=GENERATE_RESULT_SCHEMA,
+    )
+    eval_task = EvalTask(
+        "aqua",
+        "supervised",
+        "option",
+        (example,),
+        (EvalPrompt("initial", "Solve it."),),
+        "ce",
+        "mean",
+        1.0,
+    )
+    graded = grade_answers(eval_task, [("p0", example), ("p1", example)], generated)
+    assert [g["correct"] for g in graded["p0"] + graded["p1"]] == [True, False]

@@ -102,7 +102,9 @@ def answer_requests(
 
 
 def options_of(example: Example) -> list[str]:
-    return [example.target, *example.rejected]
+    """The answers an option match chooses among: the gold one (not the scored target, which
+    for AQuA in supervised form is a whole rationale) and the distractors."""
+    return [example.gold_answer, *example.rejected]
 
 
 def grade_answers(
