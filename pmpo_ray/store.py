@@ -22,19 +22,20 @@ def check_writable(path: Path) -> None:
 
 def atomic_write_parquet(table: pa.Table, path: Path | str) -> None:
     path = Path(path)
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def atomic_write_text(text: str, path: Path | str) -> None:
     path = Path(path)
-    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(data: object, path: Path | str) -> None:
     atomic_write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", path)
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """`write(tmp)` into a temporary file beside `path`, renamed onto it once complete."""
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:

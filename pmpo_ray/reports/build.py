@@ -6,10 +6,9 @@ is never seen half-written; PNGs left by an earlier report for tasks that are go
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pmpo_ray.reports.document import Figures, build_document
@@ -17,7 +16,7 @@ from pmpo_ray.reports.html import render_html
 from pmpo_ray.reports.markdown import render_markdown
 from pmpo_ray.reports.plots import loss_curve_png, round_times_png
 from pmpo_ray.reports.run_data import RunData, load_run
-from pmpo_ray.store import atomic_write_text, check_writable
+from pmpo_ray.store import atomic_write, atomic_write_text, check_writable
 
 FILES_DIR = "report_files"
 
@@ -57,26 +56,14 @@ def write_figures(run: RunData) -> tuple[Figures, tuple[Path, ...]]:
     curves, written, taken = {}, [], set()
     for task in run.tasks:
         name = f"loss-{safe_name(task.task_id, taken)}.png"
-        atomic_png(folder / name, loss_curve_png, task.points, task.task_id)
+        atomic_write(folder / name, partial(loss_curve_png, task.points, task.task_id))
         curves[task.task_id] = f"{FILES_DIR}/{name}"
         written.append(folder / name)
     rounds = None
     if run.rounds:
-        atomic_png(folder / "rounds.png", round_times_png, run.rounds)
+        atomic_write(folder / "rounds.png", partial(round_times_png, run.rounds))
         rounds = f"{FILES_DIR}/rounds.png"
         written.append(folder / "rounds.png")
     for stale in set(folder.glob("*.png")) - set(written):
         stale.unlink()
     return Figures(curves, rounds), tuple(written)
-
-
-def atomic_png(path: Path, draw, *args) -> None:
-    """`draw(*args, file)` into a temporary file, renamed to `path` once complete."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        draw(*args, Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
