@@ -1,4 +1,5 @@
-"""Benchmark: the same scoring requests through a bare engine and through a replica pool.
+"""Benchmark: the same scoring requests through an engine in process and through a replica
+pool on Ray.
 
     python -m pipelines.bench_scoring [--replicas 2] [--examples-per-task 45]
 
@@ -13,7 +14,10 @@ import argparse
 import time
 from dataclasses import replace
 
-from pmpo_ray.config import EngineConfig, RayConfig, ReplicaConfig
+from pmpo_ray.config import ReplicaConfig
+from pmpo_ray.engines.chat import render_rows
+from pmpo_ray.engines.client import open_engines
+from pmpo_ray.engines.registry import BACKENDS, PoolConfig
 from pmpo_ray.requests import score_requests
 from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
 
@@ -30,15 +34,9 @@ def bench_requests(tokenizer, per_task: int):
     for path in sorted(SAMPLES.glob("*.json")):
         rows = load_examples(path)[:per_task]
         examples += [replace(e, example_id=f"{path.stem}-{e.example_id}") for e in rows]
-    table = score_requests(
-        tokenizer, PROMPTS, examples, task_id="bench", kind="adhoc", role="system"
-    )
-    texts = [
-        c + t
-        for c, t in zip(
-            table.column("context").to_pylist(), table.column("continuation").to_pylist()
-        )
-    ]
+    table = score_requests(PROMPTS, examples, task_id="bench", kind="adhoc", role="system")
+    contexts = render_rows(table, tokenizer, "bench")
+    texts = [c + t for c, t in zip(contexts, table.column("continuation").to_pylist())]
     tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     return table, tokens
 
@@ -58,40 +56,32 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--cpus-per-replica", type=float, default=1.0)
     parser.add_argument("--examples-per-task", type=int, default=45)
-    parser.add_argument("--backend", choices=["vllm", "hf"], default="vllm")
+    parser.add_argument("--backend", choices=list(BACKENDS), default="vllm")
     args = parser.parse_args()
 
-    from pmpo_ray.engines.factory import build_engine
-
-    engine_config = EngineConfig(backend=args.backend)
+    engine = BACKENDS[args.backend].config_class()
     started = time.perf_counter()
-    engine = build_engine(engine_config)
-    print(f"bare engine start: {time.perf_counter() - started:.1f} s")
-    requests, tokens = bench_requests(engine.tokenizer, args.examples_per_task)
-    if tokens < MIN_TOKENS:
-        raise SystemExit(f"only {tokens} tokens; raise --examples-per-task to reach {MIN_TOKENS}")
-    bare = timed("bare engine", engine, requests, tokens)
-    engine.close()
-    del engine
+    with open_engines(PoolConfig(engine=engine)) as client:
+        print(f"engine in process start: {time.perf_counter() - started:.1f} s")
+        scorer = client.engines["scorer"]
+        requests, tokens = bench_requests(scorer.tokenizer, args.examples_per_task)
+        if tokens < MIN_TOKENS:
+            raise SystemExit(
+                f"only {tokens} tokens; raise --examples-per-task to reach {MIN_TOKENS}"
+            )
+        bare = timed("engine in process", client, requests, tokens)
 
-    import ray
-
-    from pmpo_ray.engines.replicas import ReplicaPool
-    from pmpo_ray.ray_session import connect_ray
-
-    connect_ray(RayConfig())
     replicas = ReplicaConfig(num_replicas=args.replicas, num_cpus=args.cpus_per_replica)
     started = time.perf_counter()
-    pool = ReplicaPool.start(engine_config, replicas)
-    print(f"pool of {args.replicas} start: {time.perf_counter() - started:.1f} s")
-    pooled = timed(f"pool of {args.replicas} replicas", pool, requests, tokens)
-    for index, stats in enumerate(pool.stats()):
-        print(
-            f"  replica {index}: {stats['calls']} calls, {stats['rows']} rows, busy {stats['busy_seconds']:.1f} s"
-        )
-    pool.shutdown()
-    ray.shutdown()
-    print(f"pool / bare throughput ratio: {pooled / bare:.2f}")
+    with open_engines(PoolConfig(engine=engine, replicas=replicas), on_ray=True) as client:
+        print(f"pool of {args.replicas} start: {time.perf_counter() - started:.1f} s")
+        pooled = timed(f"pool of {args.replicas} replicas", client, requests, tokens)
+        for index, stats in enumerate(client.pools["scorer"].stats()):
+            print(
+                f"  replica {index}: {stats['calls']} calls, {stats['rows']} rows, "
+                f"busy {stats['busy_seconds']:.1f} s"
+            )
+    print(f"pool / in-process throughput ratio: {pooled / bare:.2f}")
 
 
 if __name__ == "__main__":

@@ -17,16 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines import optimize_suite
+from pmpo_ray import optimize_suite
 
 
 def run_once(config: Path, replicas: int, iterations: int | None, out: Path) -> dict:
-    argv = ["--config", str(config), "--out", str(out)]
-    argv += ["--set", f"scorer.replicas.num_replicas={replicas}"]
-    if iterations is not None:
-        argv += ["--iterations", str(iterations)]
     started = time.perf_counter()
-    optimize_suite.run(optimize_suite.parse_args(argv))
+    optimize_suite(
+        config,
+        out=out,
+        iterations=iterations,
+        overrides={"scorer.replicas.num_replicas": replicas},
+    )
     wall = time.perf_counter() - started
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     round_seconds = sum(r["generation_seconds"] + r["scoring_seconds"] for r in rounds)

@@ -1,4 +1,5 @@
-"""The `pmpo` command: one subcommand per job, each in pmpo_ray/commands/."""
+"""The `pmpo` command: one subcommand per job, each in pmpo_ray/commands/, each a thin wrapper
+over the Python API (pmpo_ray/api.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import logging
 import os
 import sys
 
-from pmpo_ray.commands import evaluate, model, optimize, report, score
-from pmpo_ray.engines.models import ModelNotFoundError
+from pmpo_ray.commands import evaluate, model, optimize, report, score, suite
 
-COMMANDS = (score, optimize, evaluate, model, report)
+COMMANDS = (score, optimize, suite, evaluate, model, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,19 +22,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(name: str, run, args, quiet_engines: str = "WARNING") -> int:
+    """Run one command: user errors print one line and exit 2, never a traceback."""
+    from pmpo_ray.engines.models import ModelNotFoundError
+
     if not args.verbose:  # vLLM logs every engine step at INFO; users want the results
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", quiet_engines)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
-        return args.run(args)
+        return run(args)
     except (ValueError, ModelNotFoundError) as error:
-        print(f"pmpo {args.command}: error: {error}", file=sys.stderr)
+        print(f"{name}: error: {error}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # every suite replica repeats vLLM's CPU-setup warnings; errors still show
+    quiet = "ERROR" if args.command == "suite" else "WARNING"
+    return run_command(f"pmpo {args.command}", args.run, args, quiet_engines=quiet)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_MODEL = "default"
+Config = TypeVar("Config", bound="FrozenConfig")
 
 
 class FrozenConfig(BaseModel):
@@ -50,10 +51,10 @@ class PromptFormat(FrozenConfig):
     )
 
 
-class EngineConfig(FrozenConfig):
-    backend: Literal["vllm", "hf"] = Field(
-        "vllm", description="vllm (the serving engine) or hf (transformers, the reference)."
-    )
+class EngineSettings(FrozenConfig):
+    """What every backend's config has; each backend subclasses it with its own knobs
+    (engines/registry.py joins them into the `EngineConfig` union, chosen by `backend`)."""
+
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which model to load.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
@@ -67,16 +68,14 @@ class EngineConfig(FrozenConfig):
         description="Upper bound on the tokens of one forward batch; prompt logprobs hold "
         "a vocabulary-sized row per token, so this bounds memory.",
     )
-    kv_cache_gib: float = Field(
-        1.0, gt=0, description="vLLM CPU KV cache size (VLLM_CPU_KVCACHE_SPACE), GiB."
-    )
-    gpu_memory_utilization: float = Field(
-        0.85, gt=0, le=1, description="vLLM share of GPU memory on GPU machines."
-    )
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine is sharded over.")
-    enforce_eager: bool = Field(
-        True, description="Skip graph capture/compilation (faster start, right for CPU)."
-    )
+
+    def gpus_per_engine(self) -> int:
+        """GPUs one engine spans (more than one: a tensor-parallel placement group)."""
+        return 1
+
+    def process_env(self, on_gpu: bool) -> dict[str, str]:
+        """Environment variables the engine reads at start, set on its replica process."""
+        return {}
 
 
 class ReplicaConfig(FrozenConfig):
@@ -93,8 +92,11 @@ class ReplicaConfig(FrozenConfig):
         ge=1,
         description="Torch/OpenMP threads inside each replica; None = num_cpus rounded up.",
     )
-    max_rows_per_call: int = Field(
-        64, gt=0, description="Rows sent to a replica in one call; smaller spreads load better."
+    batch_rows: int = Field(
+        64,
+        gt=0,
+        description="Most request rows sent to one replica in one call; smaller tables are cut "
+        "finer so every replica gets two batches.",
     )
 
 
@@ -107,38 +109,51 @@ class RayConfig(FrozenConfig):
     namespace: str = Field("pmpo-ray", description="Ray namespace of the job's actors.")
 
 
-class ScoringConfig(FrozenConfig):
-    engine: EngineConfig = Field(default_factory=EngineConfig, description="The scorer engine.")
-    prompt_format: PromptFormat = Field(
-        default_factory=PromptFormat, description="How prompts are rendered."
-    )
-    replicas: ReplicaConfig = Field(
-        default_factory=ReplicaConfig, description="Scorer replica pool."
-    )
-    ray: RayConfig = Field(default_factory=RayConfig, description="Where Ray runs.")
-
-
 def format_validation_error(error: ValidationError, source: str) -> str:
-    """One line per bad field, each naming the field's dotted path."""
+    """One line per bad field, each naming the field's dotted path.
+
+    Tagged unions (the engine backends) put their tag in the path; tags are written "<name>"
+    so they can be left out here: users write `engine.model.name`, not `engine.<vllm>.model`.
+    """
     lines = []
     for item in error.errors():
-        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"{source}: field '{path}': {item['msg']}")
+        parts = [str(part) for part in item["loc"] if not str(part).startswith("<")]
+        message = item["msg"]
+        if item["type"] == "unknown_backend":  # the union's own check: blame the field
+            parts.append("backend")
+            given = item["input"].get("backend") if isinstance(item["input"], dict) else None
+            message = f"{message}; got {given!r}"
+        path = ".".join(parts) or "(top level)"
+        lines.append(f"{source}: field '{path}': {message}")
     return "\n".join(lines)
 
 
 def load_config(cls: type[FrozenConfig], path: Path | str | None, **overrides: Any) -> FrozenConfig:
     """Read a YAML file (or nothing) into `cls`; `overrides` (dotted keys) win over the file."""
-    raw = _read_yaml(Path(path)) if path is not None else {}
-    for dotted, value in overrides.items():
-        if value is not None:
-            set_dotted(raw, dotted, value)
-    return parse_config(cls, raw, source=str(path) if path is not None else "command line")
+    return as_config(cls, path if path is not None else {}, overrides)
 
 
-def _read_yaml(path: Path) -> dict:
+def as_config(cls: type[Config], value: Any, overrides: Mapping[str, Any] | None = None) -> Config:
+    """`value` as a `cls`: the object itself, a YAML path, or a mapping; dotted `overrides`
+    (e.g. {"optimizer.iterations": 1}; None values are skipped) win over it."""
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if isinstance(value, cls) and not overrides:
+        return value
+    if isinstance(value, (str, Path)):
+        raw, source = read_yaml_mapping(Path(value)), str(value)
+    elif isinstance(value, cls):
+        raw, source = value.model_dump(mode="json"), cls.__name__
+    else:
+        raw, source = dict(value), "command line" if not value else cls.__name__
+    for dotted, new in overrides.items():
+        set_dotted(raw, dotted, new)
+    return parse_config(cls, raw, source=source)
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """A YAML file whose top level is a mapping; every failure names the file."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as error:
         raise ValueError(f"config {path}: cannot read ({error.strerror})") from error
     except yaml.YAMLError as error:

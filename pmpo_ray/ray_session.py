@@ -39,3 +39,20 @@ def connect_ray(config: RayConfig) -> bool:
         log_to_driver=True,
     )
     return True
+
+
+def quiet_ray_data() -> None:
+    """Ray Data logs every job's progress; a suite runs hundreds of small jobs, and the
+    per-round progress line says what users need. Its warnings about free CPUs and small
+    inputs are expected here: pools hold the CPUs on purpose (check_free_cpu in
+    engines/ray_data_client.py guards the case that would hang), and a round's generation
+    table is often one batch. `-v` on the commands skips this."""
+    import warnings
+
+    import ray.data
+
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        return
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks")

@@ -1,15 +1,19 @@
 """Arrow schemas of scoring and generation requests, and the builders that fill them.
 
-A scoring request is one teacher-forced pass: the model reads `context` and we read the
-log-probability it gives `continuation`. The row keeps which prompt (`candidate_id`) and which
-example (`example_id`) it came from, so a backend can group rows that share a prompt prefix and
-the optimizer can aggregate per candidate without parsing text.
+A request says what the model should read as chat parts, never as rendered text: the
+instruction `prompt`, where it goes (`role`), the user's `input`, and for generation the
+`prefill` the answer starts with. Each engine renders them with its own model's chat template
+(engines/chat.py), so a rewriter from another model family than the scorer reads its own
+format. A scoring request is one teacher-forced pass: we read the log-probability the model
+gives `continuation` after the rendered context. The row keeps which prompt (`candidate_id`)
+and which example (`example_id`) it came from, so a backend can group rows that share a prompt
+prefix and the optimizer can aggregate per candidate without parsing text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal, Sequence
 
 import pyarrow as pa
 
@@ -20,7 +24,9 @@ SCORE_REQUEST_SCHEMA = pa.schema(
         ("candidate_id", pa.string()),
         ("example_id", pa.string()),
         ("kind", pa.string()),  # candidate | ablation | holdout | adhoc
-        ("context", pa.string()),
+        ("prompt", pa.string()),  # the instruction being scored; "" for none
+        ("role", pa.string()),  # system | user | raw (see engines/chat.py)
+        ("input", pa.string()),  # the user message
         ("continuation", pa.string()),
         ("weight", pa.float64()),  # sign/weight for preference pairs; 1.0 otherwise
     ]
@@ -38,7 +44,10 @@ GENERATE_REQUEST_SCHEMA = pa.schema(
     [
         ("request_id", pa.int64()),
         ("task_id", pa.string()),
-        ("context", pa.string()),
+        ("prompt", pa.string()),
+        ("role", pa.string()),
+        ("input", pa.string()),
+        ("prefill", pa.string()),  # the start of the answer, e.g. an opened tag
         ("n", pa.int32()),
         ("temperature", pa.float32()),
         ("top_p", pa.float32()),
@@ -54,11 +63,14 @@ GENERATE_RESULT_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("n_tokens", pa.int64()),
         ("finish_reason", pa.string()),
+        ("n_prompt_tokens", pa.int64()),  # the rendered prompt, in the generating model's tokens
     ]
 )
 
-REQUIRED_SCORE_COLUMNS = ("request_id", "context", "continuation")
-REQUIRED_GENERATE_COLUMNS = ("request_id", "context")
+CHAT_COLUMNS = ("prompt", "role", "input")
+REQUIRED_SCORE_COLUMNS = ("request_id", *CHAT_COLUMNS, "continuation")
+REQUIRED_GENERATE_COLUMNS = ("request_id", *CHAT_COLUMNS)
+Role = Literal["system", "user", "raw"]
 
 
 @dataclass(frozen=True)
@@ -79,29 +91,13 @@ class Example:
         return self.answer or self.target
 
 
-def render_context(tokenizer, prompt: str, user_input: str, role: Literal["system", "user"]) -> str:
-    """The chat-template text the model reads before the assistant's answer.
-
-    An empty prompt renders without a system message, so the "no instruction" baseline gets
-    whatever default the model's template has.
-    """
-    if role == "system":
-        messages = [{"role": "system", "content": prompt}] if prompt else []
-        messages.append({"role": "user", "content": user_input})
-    else:
-        content = f"{prompt}\n\n{user_input}" if prompt else user_input
-        messages = [{"role": "user", "content": content}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
 def score_requests(
-    tokenizer,
     prompts: Sequence[tuple[str, str]],
     examples: Sequence[Example],
     *,
     task_id: str,
     kind: str,
-    role: Literal["system", "user"],
+    role: Role,
     first_request_id: int = 0,
     with_rejected: bool = False,
 ) -> pa.Table:
@@ -113,7 +109,6 @@ def score_requests(
     rows = []
     for candidate_id, prompt in prompts:
         for example in examples:
-            context = render_context(tokenizer, prompt, example.input, role)
             answers = [(example.target, 1.0)]
             if with_rejected:
                 answers += [(rejected, -1.0) for rejected in example.rejected]
@@ -125,7 +120,9 @@ def score_requests(
                         "candidate_id": candidate_id,
                         "example_id": example.example_id,
                         "kind": kind,
-                        "context": context,
+                        "prompt": prompt,
+                        "role": role,
+                        "input": example.input,
                         "continuation": continuation,
                         "weight": weight,
                     }
@@ -134,30 +131,66 @@ def score_requests(
 
 
 def generate_requests(
-    contexts: Iterable[str],
+    messages: Sequence[tuple[str, str]],
     *,
     task_id: str,
+    role: Role = "system",
+    prefill: str = "",
     n: int = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
     max_tokens: int = 256,
     seed: int = 0,
 ) -> pa.Table:
-    """One row per context; request i is seeded with seed + i so reruns sample the same."""
+    """One row per (prompt, input) pair; request i is seeded with seed + i so reruns sample
+    the same."""
     rows = [
-        {
-            "request_id": index,
-            "task_id": task_id,
-            "context": context,
-            "n": n,
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_tokens": max_tokens,
-            "seed": seed + index,
-        }
-        for index, context in enumerate(contexts)
+        generation_row(
+            index,
+            task_id=task_id,
+            prompt=prompt,
+            role=role,
+            user_input=user_input,
+            prefill=prefill,
+            n=n,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            seed=seed + index,
+        )
+        for index, (prompt, user_input) in enumerate(messages)
     ]
     return pa.Table.from_pylist(rows, schema=GENERATE_REQUEST_SCHEMA)
+
+
+def generation_row(
+    request_id: int,
+    *,
+    task_id: str,
+    prompt: str,
+    role: Role,
+    user_input: str,
+    prefill: str,
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    seed: int,
+) -> dict:
+    """One GENERATE_REQUEST_SCHEMA row."""
+    return {
+        "request_id": request_id,
+        "task_id": task_id,
+        "prompt": prompt,
+        "role": role,
+        "input": user_input,
+        "prefill": prefill,
+        "n": n,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+        "seed": seed,
+    }
 
 
 def check_columns(table: pa.Table, required: Sequence[str], what: str) -> None:

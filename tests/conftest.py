@@ -36,18 +36,18 @@ def tokenizer(model_path):
 
 @pytest.fixture(scope="session")
 def hf_engine():
-    from pmpo_ray.config import EngineConfig
-    from pmpo_ray.engines.factory import build_engine
+    from pmpo_ray.engines.hf_engine import HfConfig
+    from pmpo_ray.engines.registry import build_engine
 
-    return build_engine(EngineConfig(backend="hf"))
+    return build_engine(HfConfig())
 
 
 @pytest.fixture(scope="session")
 def vllm_engine():
-    from pmpo_ray.config import EngineConfig
-    from pmpo_ray.engines.factory import build_engine
+    from pmpo_ray.engines.registry import build_engine
+    from pmpo_ray.engines.vllm_engine import VllmConfig
 
-    engine = build_engine(EngineConfig(backend="vllm"))
+    engine = build_engine(VllmConfig())
     yield engine
     engine.close()
 

@@ -29,12 +29,18 @@ class FakeTokenScorer:
         return results[:-1] if self.drop_last else results
 
 
-class FakeEngine:
-    """Scorer and Generator over Arrow tables, scripted, for unit tests of the optimizer loop.
+def fake_context(row: dict) -> str:
+    """What a fake engine "reads": the chat parts joined without any model's template."""
+    return f"{row['prompt']}\n{row['input']}\n{row.get('prefill') or ''}"
 
-    Scoring: every continuation word costs 2 nats, or 1 nat when the context contains one of
-    `good_words`, so prompts holding those words win. Generation: `respond(context, seed, index)`
-    returns each sample's text.
+
+class FakeEngine:
+    """An engine client over Arrow tables, scripted, for unit tests of the optimizer loop.
+
+    Scoring: every continuation word costs 2 nats, or 1 nat when the prompt or input contains
+    one of `good_words`, so prompts holding those words win. Generation:
+    `respond(context, seed, index)` returns each sample's text, where context is
+    `fake_context(row)`. Token counts are word counts: no tokenizer is loaded.
     """
 
     def __init__(self, respond, good_words=("carefully",), finish_reason="stop"):
@@ -43,6 +49,10 @@ class FakeEngine:
         self.good_words = good_words
         self.score_calls: list[int] = []
         self.generate_calls: list[int] = []
+        self.requests: list[dict] = []  # every generation request seen
+
+    def count_tokens(self, texts):
+        return [len(text.split()) for text in texts]
 
     def score(self, requests, with_token_logprobs=False):
         import pyarrow as pa
@@ -52,10 +62,11 @@ class FakeEngine:
         logprob_sum, n_tokens, n_input = [], [], []
         for row in rows:
             words = len(row["continuation"].split())
-            cost = 1.0 if any(w in row["context"] for w in self.good_words) else 2.0
+            context = fake_context(row)
+            cost = 1.0 if any(w in context for w in self.good_words) else 2.0
             logprob_sum.append(-cost * words)
             n_tokens.append(words)
-            n_input.append(len(row["context"].split()) + words)
+            n_input.append(len(context.split()) + words)
         return (
             requests.append_column("logprob_sum", pa.array(logprob_sum, pa.float64()))
             .append_column("n_tokens", pa.array(n_tokens, pa.int64()))
@@ -71,8 +82,9 @@ class FakeEngine:
         self.generate_calls.append(requests.num_rows)
         out = []
         for row in requests.to_pylist():
+            self.requests.append(row)
             for index in range(row["n"]):
-                text = self.respond(row["context"], row["seed"], index)
+                text = self.respond(fake_context(row), row["seed"], index)
                 out.append(
                     {
                         "request_id": row["request_id"],
@@ -80,9 +92,13 @@ class FakeEngine:
                         "text": text,
                         "n_tokens": len(text.split()),
                         "finish_reason": self.finish_reason,
+                        "n_prompt_tokens": len(fake_context(row).split()),
                     }
                 )
         return pa.Table.from_pylist(out, schema=GENERATE_RESULT_SCHEMA)
+
+    def stats(self):
+        return {}
 
     def close(self):
         pass
@@ -133,6 +149,9 @@ class FakeReplica:
         result = self.engine.generate(requests)
         self.stats.record(started, requests.num_rows, sum(result.column("n_tokens").to_pylist()))
         return result
+
+    def count_tokens(self, texts):
+        return self.engine.count_tokens(texts)
 
     def get_stats(self):
         return self.stats.as_dict()

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from pmpo_ray.config import load_config
-from pmpo_ray.suite_config import PoolConfig, SuiteConfig
+from pmpo_ray.engines.registry import PoolConfig
+from pmpo_ray.suite.config import SuiteConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"

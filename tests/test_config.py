@@ -1,15 +1,25 @@
+import importlib
+import pkgutil
+
 import pytest
 
-from pmpo_ray import config as config_module
-from pmpo_ray.config import EngineConfig, FrozenConfig, ScoringConfig, load_config
+import pmpo_ray
+from pmpo_ray.commands.score import ScoringConfig
+from pmpo_ray.config import FrozenConfig, load_config
+from pmpo_ray.engines.vllm_engine import VllmConfig
 
 
 def all_config_classes():
-    return [
-        value
-        for value in vars(config_module).values()
-        if isinstance(value, type) and issubclass(value, FrozenConfig) and value is not FrozenConfig
-    ]
+    """Every FrozenConfig subclass defined anywhere in the package (imports are light)."""
+    for module in pkgutil.walk_packages(pmpo_ray.__path__, "pmpo_ray."):
+        importlib.import_module(module.name)
+    found, todo = [], [FrozenConfig]
+    while todo:
+        for subclass in todo.pop().__subclasses__():
+            found.append(subclass)
+            todo.append(subclass)
+    assert len(found) > 10
+    return found
 
 
 def test_every_field_has_a_description():
@@ -19,7 +29,7 @@ def test_every_field_has_a_description():
 
 
 def test_configs_are_frozen():
-    config = EngineConfig()
+    config = VllmConfig()
     with pytest.raises(Exception):
         config.seed = 3
 
@@ -34,7 +44,9 @@ def test_unknown_field_is_named_with_its_path(tmp_path):
 def test_unknown_backend_is_named(tmp_path):
     path = tmp_path / "scoring.yaml"
     path.write_text("engine:\n  backend: tgi\n")
-    with pytest.raises(ValueError, match=r"field 'engine.backend'"):
+    with pytest.raises(
+        ValueError, match=r"field 'engine.backend': backend must be one of vllm, hf; got 'tgi'"
+    ):
         load_config(ScoringConfig, path)
 
 
@@ -58,3 +70,16 @@ def test_unreadable_and_malformed_files(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ValueError, match="mapping at the top level"):
         load_config(ScoringConfig, bad)
+
+
+def test_backend_knobs_belong_to_their_backend(tmp_path):
+    """Each backend validates its own config class: a vLLM-only knob on the transformers
+    backend is an error naming the field, not silently carried."""
+    path = tmp_path / "scoring.yaml"
+    path.write_text("engine:\n  backend: hf\n  kv_cache_gib: 2\n")
+    with pytest.raises(ValueError, match=r"field 'engine.kv_cache_gib': Extra inputs"):
+        load_config(ScoringConfig, path)
+    path.write_text("engine:\n  kv_cache_gib: 2\n")  # no backend: vLLM, the default
+    config = load_config(ScoringConfig, path)
+    assert (config.engine.backend, config.engine.kv_cache_gib) == ("vllm", 2)
+    assert type(config.engine) is VllmConfig

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pmpo_ray.pipeline import ReplicaDispatcher, batch_rows_for, check_free_cpu
+from pmpo_ray.engines.ray_data_client import ReplicaDispatcher, batch_rows_for, check_free_cpu
 
 
 def test_least_busy_replica_first_then_fewest_served():

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pmpo_ray.config import EngineConfig, PromptFormat
+from pmpo_ray.config import PromptFormat
 from pmpo_ray.engines.tokenization import RequestTooLongError
-from pmpo_ray.requests import Example, generate_requests, render_context, score_requests
+from pmpo_ray.requests import Example, generate_requests, score_requests
 from tests.conftest import bbh_examples
 
 pytestmark = pytest.mark.engine
@@ -29,9 +29,7 @@ def bbh_requests(tokenizer):
         *bbh_examples("sports_understanding", 20),
         *bbh_examples("object_counting", 20),
     ]
-    return score_requests(
-        tokenizer, PROMPTS, examples, task_id="bbh", kind="candidate", role="system"
-    )
+    return score_requests(PROMPTS, examples, task_id="bbh", kind="candidate", role="system")
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +92,10 @@ def test_shuffled_lengths_come_back_in_order_exactly_once(bbh_requests, scored_b
 
 
 def test_greedy_flag_matches_greedy_generation(tokenizer, vllm_engine):
-    context = render_context(tokenizer, "Answer with Yes or No.", "Is the sky blue?", "system")
-    generated = vllm_engine.generate(generate_requests([context], task_id="t", max_tokens=3))
+    message = ("Answer with Yes or No.", "Is the sky blue?")
+    generated = vllm_engine.generate(generate_requests([message], task_id="t", max_tokens=3))
     answer = generated.column("text")[0].as_py()
     table = score_requests(
-        tokenizer,
         [("p", "Answer with Yes or No.")],
         [Example("0", "Is the sky blue?", answer)],
         task_id="t",
@@ -112,9 +109,7 @@ def test_greedy_flag_matches_greedy_generation(tokenizer, vllm_engine):
 def test_too_long_request_names_the_row_and_excess(request, tokenizer, backend):
     engine = request.getfixturevalue(f"{backend}_engine")
     examples = [Example("ok", "Hi", "Hello"), Example("huge", "word " * 2100, "yes")]
-    table = score_requests(
-        tokenizer, [("p", "x")], examples, task_id="t", kind="adhoc", role="system"
-    )
+    table = score_requests([("p", "x")], examples, task_id="t", kind="adhoc", role="system")
     with pytest.raises(
         RequestTooLongError,
         match=r"example 'huge'\): \d+ tokens, \d+ over the model's window of 2048",
@@ -123,11 +118,10 @@ def test_too_long_request_names_the_row_and_excess(request, tokenizer, backend):
 
 
 def test_truncate_left_scores_the_long_row(tokenizer, model_path):
-    from pmpo_ray.engines.hf_engine import HfEngine
+    from pmpo_ray.engines.hf_engine import HfConfig, HfEngine
 
-    engine = HfEngine(EngineConfig(backend="hf"), PromptFormat(truncate_left=True))
+    engine = HfEngine(HfConfig(), PromptFormat(truncate_left=True))
     table = score_requests(
-        tokenizer,
         [("p", "x")],
         [Example("huge", "word " * 2100, "yes")],
         task_id="t",
@@ -140,9 +134,9 @@ def test_truncate_left_scores_the_long_row(tokenizer, model_path):
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
 def test_generation_is_seeded_and_returns_n_samples(request, tokenizer, backend):
     engine = request.getfixturevalue(f"{backend}_engine")
-    context = render_context(tokenizer, "", "Write one word about the sea.", "system")
+    message = ("", "Write one word about the sea.")
     table = generate_requests(
-        [context, context], task_id="t", n=3, temperature=1.0, max_tokens=8, seed=11
+        [message, message], task_id="t", n=3, temperature=1.0, max_tokens=8, seed=11
     )
     first, second = engine.generate(table), engine.generate(table)
     assert first.column("request_id").to_pylist() == [0, 0, 0, 1, 1, 1]

@@ -7,13 +7,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmpo_ray.evaluation.evaluate_run import evaluate_run, with_overrides
-from pmpo_ray.evaluation.run_folder import read_run_folder
 from pmpo_ray.pmpo.config import OptimizeJobConfig
 from pmpo_ray.pmpo.rounds import run_rounds
-from pmpo_ray.pmpo.run_files import write_run
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.population import PopulationManager
-from pmpo_ray.suite_config import SuiteConfig
+from pmpo_ray.run_folder.from_results import run_folder_from_results
+from pmpo_ray.run_folder.read import read_run_folder
+from pmpo_ray.run_folder.task_config import task_job_config
+from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks, write_task_run
+from pmpo_ray.suite.config import SuiteConfig
 from pmpo_ray.tasks.task import load_task
 from tests.fakes import FakeEngine, scripted_rewrites
 
@@ -41,25 +42,31 @@ def answers_yes_when_careful(context, seed, index):
     return "Let me see. So the answer is Yes." if "carefully" in context else "Hmm, not sure"
 
 
+def optimized(config: OptimizeJobConfig, engine):
+    run = TaskRun(
+        load_task(config.task), config.optimizer, engine.count_tokens, config.prompt_format
+    )
+    [result] = run_rounds([run], generator=engine, scorer=engine)
+    return result
+
+
 @pytest.fixture
-def task_run_dir(tmp_path, tokenizer):
+def task_run_dir(tmp_path):
     config = OptimizeJobConfig.model_validate(
         {"task": NAVIGATE, "optimizer": OPTIMIZER, "evaluation": {"max_examples": 10}}
     )
-    run = TaskRun(load_task(config.task), config.optimizer, tokenizer, config.prompt_format)
-    engine = FakeEngine(answers_yes_when_careful)
-    [result] = run_rounds([run], generator=engine, scorer=engine)
+    result = optimized(config, FakeEngine(answers_yes_when_careful))
     assert "carefully" in result.best.text  # the scripted engine rewards this word
-    write_run(result, tmp_path / "run", config.model_dump(mode="json"))
+    write_task_run(result, tmp_path / "run", config)
     return tmp_path / "run"
 
 
-def test_single_task_run_evaluates_every_prompt(task_run_dir, tokenizer):
+def test_single_task_run_evaluates_every_prompt(task_run_dir):
     engine = FakeEngine(answers_yes_when_careful)
     folder = read_run_folder(task_run_dir)
-    [result] = evaluate_run(folder, scorer=engine, generator=engine, tokenizer=tokenizer).values()
+    [result] = evaluate_run(folder, scorer=engine, generator=engine).values()
 
-    heldout = load_task(folder.tasks[0].task).test[:10]
+    heldout = load_task(folder.tasks[0].config.task).test[:10]
     rows = {row["name"]: row for row in result["prompts"]}
     assert set(rows) == {"initial", "optimized", "no_instruction", "step_by_step"}
     assert result["n_heldout"] == 10 and result["answer_match"] == "option"
@@ -85,7 +92,10 @@ def test_single_task_run_evaluates_every_prompt(task_run_dir, tokenizer):
     assert counterfactual["generated_tokens"] == round(3 * saved["n_train"] * mean_tokens)
 
 
-def test_suite_tasks_share_one_scoring_and_one_generation_call(tmp_path, tokenizer):
+@pytest.mark.parametrize("source", ["files", "memory"])
+def test_suite_tasks_share_one_scoring_and_one_generation_call(tmp_path, source):
+    """The same evaluation from the folder read back and from the results in memory (what the
+    suite job does right after writing)."""
     config = SuiteConfig.model_validate(
         {
             "name": "two",
@@ -94,19 +104,23 @@ def test_suite_tasks_share_one_scoring_and_one_generation_call(tmp_path, tokeniz
             "evaluation": {"max_examples": 6, "baselines": {"terse": "Be brief."}},
         }
     )
-    runs = [
-        TaskRun(load_task(t.task), config.optimizer, tokenizer, config.prompt_format)
-        for t in config.tasks
-    ]
+    jobs = [task_job_config(config, entry) for entry in config.tasks]
     engine = FakeEngine(answers_yes_when_careful)
-    manager = PopulationManager(runs, tmp_path / "suite")
-    run_rounds(runs, generator=engine, scorer=engine, on_round=manager.on_round)
-    manager.finish(config.model_dump(mode="json"))
+    runs = [
+        TaskRun(load_task(job.task), job.optimizer, engine.count_tokens, job.prompt_format)
+        for job in jobs
+    ]
+    results = run_rounds(runs, generator=engine, scorer=engine)
+    out = tmp_path / "suite"
+    write_suite_tasks(out, results, jobs)
+    write_suite_summary(out, config.model_dump(mode="json"), results)
 
     engine = FakeEngine(answers_yes_when_careful)
-    results = evaluate_run(
-        read_run_folder(tmp_path / "suite"), scorer=engine, generator=engine, tokenizer=tokenizer
-    )
+    if source == "files":
+        folder = read_run_folder(out)
+    else:
+        folder = run_folder_from_results(out, results, jobs)
+    results = evaluate_run(folder, scorer=engine, generator=engine)
     assert len(engine.score_calls) == 1 and len(engine.generate_calls) == 1
     assert engine.generate_calls == [3 * 6]  # navigate only: preference pairs are not generated
     pairs = {row["name"]: row for row in results["pairs"]["prompts"]}
@@ -133,17 +147,15 @@ def test_overrides_and_bad_folders(tmp_path, task_run_dir):
 
 
 @pytest.mark.engine
-def test_pmpo_evaluate_command_with_the_real_model(tmp_path, tokenizer, capsys):
+def test_pmpo_evaluate_command_with_the_real_model(tmp_path, capsys):
     """`pmpo evaluate` builds the run's own engine (transformers here, for a quick start)."""
     from pmpo_ray.cli import main
 
     config = OptimizeJobConfig.model_validate(
         {"task": NAVIGATE, "optimizer": OPTIMIZER, "scorer": {"backend": "hf"}}
     )
-    run = TaskRun(load_task(config.task), config.optimizer, tokenizer, config.prompt_format)
-    engine = FakeEngine(answers_yes_when_careful)
-    [result] = run_rounds([run], generator=engine, scorer=engine)
-    write_run(result, tmp_path / "run", config.model_dump(mode="json"))
+    result = optimized(config, FakeEngine(answers_yes_when_careful))
+    write_task_run(result, tmp_path / "run", config)
 
     argv = ["evaluate", str(tmp_path / "run"), "--max-examples", "3", "--max-answer-tokens", "8"]
     assert main(argv) == 0

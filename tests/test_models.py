@@ -2,14 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from pmpo_ray.config import EngineConfig, ModelConfig
-from pmpo_ray.engines.factory import build_engine
+from pmpo_ray.config import ModelConfig
 from pmpo_ray.engines.models import (
     COMPLETE_MARKER,
     ModelNotFoundError,
     default_cache_dir,
     resolve_model_path,
 )
+from pmpo_ray.engines.registry import build_engine
+from pmpo_ray.engines.vllm_engine import VllmConfig
 
 
 def test_unknown_hub_id_says_how_to_provide_it(tmp_path, monkeypatch):
@@ -39,6 +40,6 @@ def test_default_model_is_a_complete_hf_folder(model_path):
 
 
 def test_unknown_backend_in_code_is_an_error():
-    config = EngineConfig.model_construct(backend="tgi")
+    config = VllmConfig.model_construct(backend="tgi")
     with pytest.raises(ValueError, match="unknown backend 'tgi'; choose one of vllm, hf"):
         build_engine(config)

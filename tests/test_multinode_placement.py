@@ -10,9 +10,10 @@ from collections import Counter
 import pyarrow as pa
 import pytest
 
-from pmpo_ray.config import EngineConfig, ReplicaConfig
+from pmpo_ray.config import ReplicaConfig
+from pmpo_ray.engines.ray_data_client import RayDataClient
 from pmpo_ray.engines.replicas import ReplicaPool
-from pmpo_ray.pipeline import RayDataEngines
+from pmpo_ray.engines.vllm_engine import VllmConfig
 from pmpo_ray.requests import SCORE_REQUEST_SCHEMA
 from tests.fakes import FakeEngine, PlacedFakeReplica, scripted_rewrites
 
@@ -84,7 +85,7 @@ def gpu_node_ids() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU", 0) > 0}
 
 
-def start_pool(engine: EngineConfig, replicas: ReplicaConfig) -> ReplicaPool:
+def start_pool(engine: VllmConfig, replicas: ReplicaConfig) -> ReplicaPool:
     return ReplicaPool.start(engine, replicas, replica_class=PlacedFakeReplica)
 
 
@@ -121,7 +122,9 @@ def scoring_round(tasks: int = 4, candidates: int = 5, examples: int = 15) -> pa
                         "candidate_id": f"c{c}",
                         "example_id": f"e{e}",
                         "kind": "candidate",
-                        "context": f"{prompt} Question {e}?",
+                        "prompt": prompt,
+                        "role": "raw",
+                        "input": f" Question {e}?",
                         "continuation": " ".join(["answer"] * (1 + (e + c + t) % 4)),
                         "weight": 1.0,
                     }
@@ -137,7 +140,7 @@ def logprob_by_request(table: pa.Table) -> dict[int, float]:
 
 
 def test_one_replica_per_gpu_lands_on_the_gpu_nodes(cluster):
-    pool = start_pool(EngineConfig(), ReplicaConfig(num_replicas=GPUS, num_cpus=1, num_gpus=1))
+    pool = start_pool(VllmConfig(), ReplicaConfig(num_replicas=GPUS, num_cpus=1, num_gpus=1))
     try:
         places = placements(pool)
     finally:
@@ -155,7 +158,7 @@ def test_tensor_parallel_replica_packs_its_gpus_on_one_node(cluster):
     from ray.util import placement_group_table
 
     tp = 2
-    engine = EngineConfig(tensor_parallel_size=tp)
+    engine = VllmConfig(tensor_parallel_size=tp)
     # Two CPUs per replica: more than one GPU bundle's share, as a tokenizing replica asks.
     pool = start_pool(engine, ReplicaConfig(num_replicas=GPUS // tp, num_cpus=2, num_gpus=1))
     try:
@@ -180,11 +183,11 @@ def test_round_fans_out_over_nodes_and_matches_one_replica(cluster):
     import ray
 
     requests = scoring_round()
-    replicas = ReplicaConfig(num_replicas=GPUS, num_cpus=0.5, num_gpus=1, max_rows_per_call=16)
-    pool = start_pool(EngineConfig(), replicas)
+    replicas = ReplicaConfig(num_replicas=GPUS, num_cpus=0.5, num_gpus=1, batch_rows=16)
+    pool = start_pool(VllmConfig(), replicas)
     try:
         places = placements(pool)
-        result = RayDataEngines(pool, batch_rows=16).score(requests)
+        result = RayDataClient(pool).score(requests)
         served = ray.get([actor.served.remote() for actor in pool.actors])
     finally:
         pool.shutdown()
@@ -195,12 +198,14 @@ def test_round_fans_out_over_nodes_and_matches_one_replica(cluster):
     serving_nodes = {place["node_id"] for place, ids in zip(places, served) if ids}
     assert serving_nodes == gpu_node_ids(), f"rows per replica: {[len(ids) for ids in served]}"
 
-    # The same table on one replica of one node, through the pool's own fan-out.
-    single = start_pool(EngineConfig(), replicas.model_copy(update={"num_replicas": 1}))
+    # The same table on one replica of one node.
+    single = RayDataClient(
+        start_pool(VllmConfig(), replicas.model_copy(update={"num_replicas": 1}))
+    )
     try:
         alone = single.score(requests)
     finally:
-        single.shutdown()
+        single.close()
     in_process = FakeEngine(scripted_rewrites).score(requests)
     assert logprob_by_request(result) == logprob_by_request(alone)
     assert logprob_by_request(result) == logprob_by_request(in_process)

@@ -4,10 +4,9 @@ import math
 
 import pytest
 
-from pmpo_ray.config import PromptFormat
+from pmpo_ray import optimize
+from pmpo_ray.engines.in_process import InProcessClient
 from pmpo_ray.pmpo.config import OptimizerConfig
-from pmpo_ray.pmpo.rounds import run_rounds
-from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.tasks.config import TaskConfig
 from pmpo_ray.tasks.task import load_task
 
@@ -28,8 +27,7 @@ def test_two_iterations_on_navigate(vllm_engine):
     config = OptimizerConfig(
         iterations=2, hard_cases=2, rewrites_per_case=3, max_rewrite_tokens=96, seed=1
     )
-    run = TaskRun(task, config, vllm_engine.tokenizer, PromptFormat())
-    [result] = run_rounds([run], generator=vllm_engine, scorer=vllm_engine)
+    result = optimize(task, optimizer=config, engines=InProcessClient(vllm_engine))
 
     assert len(result.history) == 2
     assert result.best.loss <= result.initial.loss

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from pmpo_ray import optimize
 from pmpo_ray.config import PromptFormat
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.rounds import run_rounds
@@ -23,16 +24,16 @@ def make_task(n_train=6, task_id="toy", fmt="supervised", rejected=()):
     return Task(task_id, fmt, "answer questions", "Think.", train, test)
 
 
-def optimize(task, engine, tokenizer, **overrides):
-    config = OptimizerConfig(**{"iterations": 2, **overrides})
-    run = TaskRun(task, config, tokenizer, PromptFormat())
-    [result] = run_rounds([run], generator=engine, scorer=engine)
-    return result
+def optimize_toy(task, engine, **overrides):
+    """The public API on a fake engine client: no model, no tokenizer."""
+    return optimize(
+        task, optimizer=OptimizerConfig(**{"iterations": 2, **overrides}), engines=engine
+    )
 
 
-def test_two_iterations_record_everything_and_improve(tokenizer):
+def test_two_iterations_record_everything_and_improve():
     engine = FakeEngine(scripted_rewrites)
-    result = optimize(make_task(), engine, tokenizer, reduction="sum")
+    result = optimize_toy(make_task(), engine, reduction="sum")
     assert len(result.history) == 2
     assert result.best.loss < result.initial.loss
     assert "carefully" in result.best.text
@@ -53,19 +54,19 @@ def test_two_iterations_record_everything_and_improve(tokenizer):
     assert result.budget.tokens_generated > 0 and result.budget.tokens_scored > 0
 
 
-def test_rounds_make_one_call_per_stage(tokenizer):
+def test_rounds_make_one_call_per_stage():
     engine = FakeEngine(scripted_rewrites)
-    optimize(make_task(), engine, tokenizer)
+    optimize_toy(make_task(), engine)
     # analyze; rewrite (improves); analyze the new incumbent; rewrite, where every sample repeats
     # an already scored prompt, is rejected as a duplicate and leaves nothing to score
     assert len(engine.generate_calls) == 4
     assert len(engine.score_calls) == 3
 
 
-def test_same_seed_same_run_and_seed_matters(tokenizer):
-    first = optimize(make_task(), FakeEngine(scripted_rewrites), tokenizer, seed=3)
-    again = optimize(make_task(), FakeEngine(scripted_rewrites), tokenizer, seed=3)
-    other = optimize(make_task(), FakeEngine(scripted_rewrites), tokenizer, seed=4)
+def test_same_seed_same_run_and_seed_matters():
+    first = optimize_toy(make_task(), FakeEngine(scripted_rewrites), seed=3)
+    again = optimize_toy(make_task(), FakeEngine(scripted_rewrites), seed=3)
+    other = optimize_toy(make_task(), FakeEngine(scripted_rewrites), seed=4)
     texts = lambda r: [c.text for rec in r.history for c in rec.candidates]
     assert texts(first) == texts(again) and first.best == again.best
     assert texts(first) != texts(other)
@@ -74,11 +75,11 @@ def test_same_seed_same_run_and_seed_matters(tokenizer):
 @pytest.mark.parametrize(
     "style, finish_reason", [("long", "stop"), ("short", "length")], ids=["no-tag", "cut-off"]
 )
-def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_reason, tokenizer):
+def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_reason):
     engine = FakeEngine(
         lambda context, seed, index: "I cannot help with that.", finish_reason=finish_reason
     )
-    result = optimize(make_task(), engine, tokenizer, iterations=3, meta_prompt=style)
+    result = optimize_toy(make_task(), engine, iterations=3, meta_prompt=style)
     assert len(result.history) == 3
     assert result.best.candidate_id == "init"
     for record in result.history:
@@ -88,19 +89,21 @@ def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_r
     assert result.history[0].analyses[0].method == "sentences"  # segmentation fell back too
 
 
-def test_patience_stops_early(tokenizer):
+def test_patience_stops_early():
     engine = FakeEngine(lambda context, seed, index: "nothing", finish_reason="length")
-    result = optimize(make_task(), engine, tokenizer, iterations=10, patience=2)
+    result = optimize_toy(make_task(), engine, iterations=10, patience=2)
     assert len(result.history) == 2
     assert "no improvement" in result.stop_reason
 
 
-def test_too_few_training_examples_for_k(tokenizer):
+def test_too_few_training_examples_for_k():
     with pytest.raises(
         ValueError,
         match=r"task 'toy': 3 hard cases need at least 3 training examples; the training split has 2",
     ):
-        TaskRun(make_task(n_train=2), OptimizerConfig(), tokenizer, PromptFormat())
+        TaskRun(
+            make_task(n_train=2), OptimizerConfig(), FakeEngine(None).count_tokens, PromptFormat()
+        )
 
 
 def test_prompt_without_text_is_rejected(tmp_path):
@@ -111,48 +114,47 @@ def test_prompt_without_text_is_rejected(tmp_path):
         load_task(config)
 
 
-def test_short_style_prefills_the_tag_and_closes_finished_answers(tokenizer):
-    seen_contexts = []
-
+def test_short_style_prefills_the_tag_and_closes_finished_answers():
     def respond(context, seed, index):
-        seen_contexts.append(context)
         return "Answer carefully." if "<mask>" not in context else "<mask>Think.</mask>"
 
-    result = optimize(make_task(), FakeEngine(respond), tokenizer, iterations=1)
-    assert any(c.endswith("<|im_start|>assistant\n<prompt>") for c in seen_contexts)
+    engine = FakeEngine(respond)
+    result = optimize_toy(make_task(), engine, iterations=1)
+    rewrites = [r for r in engine.requests if "<mask>" not in r["input"]]
+    assert rewrites and all(r["prefill"] == "<prompt>" and r["role"] == "user" for r in rewrites)
     assert result.best.text == "Answer carefully."
 
 
-def test_masking_off_skips_analysis_rounds(tokenizer):
+def test_masking_off_skips_analysis_rounds():
     engine = FakeEngine(scripted_rewrites)
-    result = optimize(make_task(), engine, tokenizer, use_masking=False)
+    result = optimize_toy(make_task(), engine, use_masking=False)
     assert result.history[0].analyses[0].text == "(mask analysis disabled)"
     assert len(engine.generate_calls) == 2  # rewrites only; the first round generates nothing
 
 
-def test_preference_objective_scores_rejected_answers(tokenizer):
+def test_preference_objective_scores_rejected_answers():
     engine = FakeEngine(scripted_rewrites)
     task = make_task(fmt="multiple_choice", rejected=("(B)", "(C)"))
-    result = optimize(task, engine, tokenizer, objective="preference", iterations=1)
+    result = optimize_toy(task, engine, objective="preference", iterations=1)
     # chosen and rejected cost the same per word under one prompt; the loss is finite and positive
     assert result.initial.loss > 0
     rows_per_prompt = len(task.train) * 3
     assert engine.score_calls[0] % rows_per_prompt == 0
 
 
-def test_several_tasks_share_each_engine_call(tokenizer):
+def test_several_tasks_share_each_engine_call():
     engine = FakeEngine(scripted_rewrites)
     runs = [
         TaskRun(
             make_task(task_id=f"task{i}"),
             OptimizerConfig(iterations=2),
-            tokenizer,
+            engine.count_tokens,
             PromptFormat(),
         )
         for i in range(3)
     ]
     results = run_rounds(runs, generator=engine, scorer=engine)
-    alone = optimize(make_task(task_id="task0"), FakeEngine(scripted_rewrites), tokenizer)
+    alone = optimize_toy(make_task(task_id="task0"), FakeEngine(scripted_rewrites))
     assert len(engine.score_calls) == 3
     assert [r.task_id for r in results] == ["task0", "task1", "task2"]
     assert results[0].best.loss == alone.best.loss

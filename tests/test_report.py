@@ -9,30 +9,18 @@ from pathlib import Path
 import pytest
 
 from pmpo_ray.cli import main
-from pmpo_ray.config import PromptFormat
-from pmpo_ray.pmpo.config import OptimizerConfig
+from pmpo_ray.pmpo.config import OptimizeJobConfig
 from pmpo_ray.pmpo.rounds import run_rounds
-from pmpo_ray.pmpo.run_files import write_run
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.population import PopulationManager
 from pmpo_ray.reports.build import write_report
 from pmpo_ray.reports.prompt_diff import markdown_diff, word_diff
 from pmpo_ray.requests import Example
+from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks, write_task_run
+from pmpo_ray.suite.checkpoints import SuiteCheckpoints
 from pmpo_ray.tasks.task import Task
 from tests.fakes import FakeEngine, scripted_rewrites
 
 MARKUP = '<script>alert("x")</script> & Think.'
-
-
-class WordTokenizer:
-    """ChatML rendering and one token per word: all the optimizer asks of a tokenizer."""
-
-    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
-        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-        return text + "<|im_start|>assistant\n"
-
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": list(range(len(text.split())))}
 
 
 def toy_task(task_id, fmt="supervised", prompt="Think."):
@@ -43,25 +31,42 @@ def toy_task(task_id, fmt="supervised", prompt="Think."):
     return Task(task_id, fmt, "answer", prompt, train, (Example("t0", "q", "a", rejected),))
 
 
-def task_run(task):
+def job_config(task) -> OptimizeJobConfig:
+    """The config a toy task would have run under (its data exists only in memory)."""
     objective = "preference" if task.format == "preference" else "ce"
-    config = OptimizerConfig(iterations=2, objective=objective)
-    return TaskRun(task, config, WordTokenizer(), PromptFormat())
+    return OptimizeJobConfig.model_validate(
+        {
+            "task": {
+                "name": task.task_id,
+                "data": "toy.jsonl",
+                "format": task.format,
+                "initial_prompt": task.initial_prompt,
+            },
+            "optimizer": {"iterations": 2, "objective": objective},
+        }
+    )
 
 
 def make_suite(out: Path, tasks) -> Path:
-    runs = [task_run(task) for task in tasks]
-    manager = PopulationManager(runs, out, pools={})
     engine = FakeEngine(scripted_rewrites)
-    run_rounds(runs, generator=engine, scorer=engine, on_round=manager.on_round)
-    manager.finish({"suite": "test"})
+    jobs = [job_config(task) for task in tasks]
+    runs = [
+        TaskRun(task, job.optimizer, engine.count_tokens, job.prompt_format)
+        for task, job in zip(tasks, jobs)
+    ]
+    checkpoints = SuiteCheckpoints(runs, out)  # writes rounds.jsonl
+    results = run_rounds(runs, generator=engine, scorer=engine, on_round=checkpoints.on_round)
+    write_suite_tasks(out, results, jobs)
+    write_suite_summary(out, {"name": "test"}, results)
     return out
 
 
 def make_single(out: Path, task) -> Path:
     engine = FakeEngine(scripted_rewrites)
-    [result] = run_rounds([task_run(task)], generator=engine, scorer=engine)
-    write_run(result, out, {"task": task.task_id})
+    job = job_config(task)
+    run = TaskRun(task, job.optimizer, engine.count_tokens, job.prompt_format)
+    [result] = run_rounds([run], generator=engine, scorer=engine)
+    write_task_run(result, out, job)
     return out
 
 
@@ -223,7 +228,7 @@ def test_prompt_markup_is_escaped_everywhere(tmp_path):
     assert "<script" not in html and "<b>" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Think." in html
     markdown = files.markdown.read_text()
-    outside_fences = re.sub(r"(`{3,})[a-z]*\n.*?\n\1", "", markdown, flags=re.S)
+    outside_fences = re.sub(r"(`{3,})[a-z]*\n.*?\n\1", "", markdown, flags=re.DOTALL)
     assert "<script" in markdown and "<script" not in outside_fences  # verbatim only in code
     assert "## Task x&lt;b&gt;\\|y" in markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| x&lt;b&gt;"))

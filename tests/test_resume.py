@@ -5,13 +5,13 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from pipelines.optimize_suite import prepare_out_dir
 from pmpo_ray.config import PromptFormat
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.population import PopulationManager
 from pmpo_ray.requests import Example
+from pmpo_ray.suite.checkpoints import SuiteCheckpoints
+from pmpo_ray.suite.run import prepare_out_dir
 from pmpo_ray.tasks.task import Task
 from tests.fakes import FakeEngine, scripted_rewrites
 
@@ -22,14 +22,16 @@ class Crash(RuntimeError):
     pass
 
 
-def make_runs(tokenizer) -> list[TaskRun]:
+def make_runs() -> list[TaskRun]:
+    # Word counts stand in for the scorer's tokenizer: no model is loaded.
+    count_tokens = FakeEngine(scripted_rewrites).count_tokens
     runs = []
     for name in ("alpha", "beta"):
         train = tuple(
             Example(f"{name}{i}", f"{name} question {i}", "answer " * (i + 1)) for i in range(5)
         )
         task = Task(name, "supervised", "answer", "Think.", train, ())
-        runs.append(TaskRun(task, CONFIG, tokenizer, PromptFormat()))
+        runs.append(TaskRun(task, CONFIG, count_tokens, PromptFormat()))
     return runs
 
 
@@ -41,7 +43,7 @@ def comparable(result) -> dict:
     return data
 
 
-def crash_after(manager: PopulationManager, last_round: int):
+def crash_after(manager: SuiteCheckpoints, last_round: int):
     def on_round(index, runs, stats):
         manager.on_round(index, runs, stats)
         if index == last_round:
@@ -50,17 +52,17 @@ def crash_after(manager: PopulationManager, last_round: int):
     return on_round
 
 
-def test_resume_continues_where_the_checkpoint_left_off(tmp_path, tokenizer):
+def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
     engine = FakeEngine(scripted_rewrites)
-    expected = run_rounds(make_runs(tokenizer), generator=engine, scorer=engine)
+    expected = run_rounds(make_runs(), generator=engine, scorer=engine)
 
     out = tmp_path / "suite"
-    first = PopulationManager(make_runs(tokenizer), out)
+    first = SuiteCheckpoints(make_runs(), out)
     with pytest.raises(Crash):
         run_rounds(first.runs, generator=engine, scorer=engine, on_round=crash_after(first, 2))
 
-    runs = make_runs(tokenizer)
-    manager = PopulationManager(runs, out)
+    runs = make_runs()
+    manager = SuiteCheckpoints(runs, out)
     assert manager.resume() == 2
     assert len(runs[0].history) == len(first.runs[0].history) >= 1
     counted = []
@@ -77,12 +79,12 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path, tokenizer):
     assert rounds == [1, 2, *counted]
 
 
-def test_resume_refuses_a_different_suite(tmp_path, tokenizer):
+def test_resume_refuses_a_different_suite(tmp_path):
     engine = FakeEngine(scripted_rewrites)
-    first = PopulationManager(make_runs(tokenizer), tmp_path)
+    first = SuiteCheckpoints(make_runs(), tmp_path)
     with pytest.raises(Crash):
         run_rounds(first.runs, generator=engine, scorer=engine, on_round=crash_after(first, 1))
-    other = PopulationManager(make_runs(tokenizer)[:1], tmp_path)
+    other = SuiteCheckpoints(make_runs()[:1], tmp_path)
     with pytest.raises(ValueError, match="checkpoint holds tasks"):
         other.resume()
 

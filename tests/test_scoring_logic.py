@@ -4,6 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from pmpo_ray.engines.chat import render_rows
 from pmpo_ray.engines.scoring import long_first_batches, score_encoded, score_table
 from pmpo_ray.engines.tokenization import EncodedRequest, RequestTooLongError
 from pmpo_ray.requests import Example, score_requests
@@ -51,7 +52,6 @@ def test_a_backend_that_loses_a_row_is_caught():
 def test_score_table_sums_token_logprobs_and_keeps_request_columns(tokenizer):
     examples = [Example(str(i), f"What is {i} plus {i}?", f"It is {2 * i}.") for i in range(6)]
     requests = score_requests(
-        tokenizer,
         [("p0", "Add."), ("p1", "")],
         examples,
         task_id="t",
@@ -74,9 +74,7 @@ def test_score_table_sums_token_logprobs_and_keeps_request_columns(tokenizer):
 
 def test_one_bad_row_fails_the_whole_table_before_scoring(tokenizer):
     examples = [Example("short", "Hi", "yes"), Example("long", "word " * 600, "yes")]
-    requests = score_requests(
-        tokenizer, [("p", "x")], examples, task_id="nav", kind="adhoc", role="system"
-    )
+    requests = score_requests([("p", "x")], examples, task_id="nav", kind="adhoc", role="system")
     scorer = FakeTokenScorer()
     with pytest.raises(
         RequestTooLongError,
@@ -89,7 +87,7 @@ def test_one_bad_row_fails_the_whole_table_before_scoring(tokenizer):
 
 
 def test_missing_column_and_duplicate_ids_are_errors(tokenizer):
-    table = pa.table({"request_id": [0], "context": ["a"]})
+    table = pa.table({"request_id": [0], "prompt": [""], "role": ["raw"], "input": ["a"]})
     with pytest.raises(ValueError, match="'continuation' missing"):
         score_table(
             table,
@@ -98,7 +96,15 @@ def test_missing_column_and_duplicate_ids_are_errors(tokenizer):
             max_len=10,
             max_batch_tokens=10,
         )
-    table = pa.table({"request_id": [0, 0], "context": ["a", "b"], "continuation": ["c", "d"]})
+    table = pa.table(
+        {
+            "request_id": [0, 0],
+            "prompt": ["", ""],
+            "role": ["raw", "raw"],
+            "input": ["a", "b"],
+            "continuation": ["c", "d"],
+        }
+    )
     with pytest.raises(ValueError, match="not unique"):
         score_table(
             table,
@@ -111,13 +117,12 @@ def test_missing_column_and_duplicate_ids_are_errors(tokenizer):
 
 def test_user_role_puts_the_prompt_in_the_user_message(tokenizer):
     requests = score_requests(
-        tokenizer,
         [("p", "Be brief.")],
         [Example("0", "Hi", "Hello")],
         task_id="t",
         kind="adhoc",
         role="user",
     )
-    context = requests.column("context")[0].as_py()
+    [context] = render_rows(requests, tokenizer, "test")
     assert "<|im_start|>user\nBe brief.\n\nHi<|im_end|>" in context
     assert context.endswith("<|im_start|>assistant\n")

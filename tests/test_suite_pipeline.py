@@ -2,9 +2,10 @@
 
 import pytest
 
-from pmpo_ray.config import EngineConfig, PromptFormat, ReplicaConfig
+from pmpo_ray.config import PromptFormat, ReplicaConfig
+from pmpo_ray.engines.ray_data_client import RayDataClient
 from pmpo_ray.engines.replicas import ReplicaPool
-from pmpo_ray.pipeline import RayDataEngines
+from pmpo_ray.engines.vllm_engine import VllmConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
@@ -13,6 +14,7 @@ from pmpo_ray.tasks.task import Task
 from tests.fakes import FakeEngine, FakeReplica, scripted_rewrites
 
 pytestmark = pytest.mark.ray
+FORMAT = PromptFormat()
 
 
 def toy_task(task_id):
@@ -21,41 +23,45 @@ def toy_task(task_id):
 
 
 @pytest.fixture(scope="module")
-def fake_pool(local_ray):
+def client(local_ray):
     pool = ReplicaPool.start(
-        EngineConfig(),
-        ReplicaConfig(num_replicas=2, num_cpus=0.5, max_rows_per_call=8),
+        VllmConfig(),
+        ReplicaConfig(num_replicas=2, num_cpus=0.5, batch_rows=16),
         replica_class=FakeReplica,
     )
-    yield pool
-    pool.shutdown()
+    client = RayDataClient(pool)
+    yield client
+    client.close()
 
 
-def run_suite(n_tasks, pool, tokenizer):
-    engines = RayDataEngines(pool, batch_rows=16)
-    jobs_per_round = []
+def run_suite(n_tasks, client):
+    jobs_per_round, jobs_before = [], client.jobs
 
     def count(round_index, runs, stats):
-        jobs_per_round.append(engines.jobs - sum(jobs_per_round))
+        jobs_per_round.append(client.jobs - jobs_before - sum(jobs_per_round))
 
     runs = [
-        TaskRun(toy_task(f"task{i}"), OptimizerConfig(iterations=2), tokenizer, PromptFormat())
+        TaskRun(toy_task(f"task{i}"), OptimizerConfig(iterations=2), client.count_tokens, FORMAT)
         for i in range(n_tasks)
     ]
-    results = run_rounds(runs, generator=engines, scorer=engines, on_round=count)
+    results = run_rounds(runs, generator=client, scorer=client, on_round=count)
     return results, jobs_per_round
 
 
-def test_ray_data_jobs_per_round_do_not_grow_with_tasks(fake_pool, tokenizer):
-    one, jobs_one = run_suite(1, fake_pool, tokenizer)
-    eight, jobs_eight = run_suite(8, fake_pool, tokenizer)
+def test_ray_data_jobs_per_round_do_not_grow_with_tasks(client):
+    one, jobs_one = run_suite(1, client)
+    eight, jobs_eight = run_suite(8, client)
     assert jobs_one == jobs_eight
     assert max(jobs_eight) <= 2
-    stats = fake_pool.stats()
+    stats = client.pools["scorer"].stats()
     assert all(s["calls"] > 0 for s in stats), f"a replica got no batch: {stats}"
     in_process = FakeEngine(scripted_rewrites)
     [alone] = run_rounds(
-        [TaskRun(toy_task("task0"), OptimizerConfig(iterations=2), tokenizer, PromptFormat())],
+        [
+            TaskRun(
+                toy_task("task0"), OptimizerConfig(iterations=2), in_process.count_tokens, FORMAT
+            )
+        ],
         generator=in_process,
         scorer=in_process,
     )
@@ -66,12 +72,11 @@ def test_ray_data_jobs_per_round_do_not_grow_with_tasks(fake_pool, tokenizer):
         ]
 
 
-def test_ray_data_job_returns_each_request_once_in_order(fake_pool, tokenizer):
+def test_ray_data_job_returns_each_request_once_in_order(client):
     from pmpo_ray.requests import score_requests
 
     examples = [Example(str(i), f"q{i}", "a b c"[: 1 + 2 * (i % 3)]) for i in range(50)]
     requests = score_requests(
-        tokenizer,
         [("p", "x"), ("q", "carefully")],
         examples,
         task_id="t",
@@ -79,8 +84,7 @@ def test_ray_data_job_returns_each_request_once_in_order(fake_pool, tokenizer):
         role="system",
     )
     requests = requests.take(list(reversed(range(requests.num_rows))))  # ids out of order
-    engines = RayDataEngines(fake_pool, batch_rows=7)
-    result = engines.score(requests)
+    result = client.score(requests)
     assert result.column("request_id").to_pylist() == requests.column("request_id").to_pylist()
     assert (
         result.column("logprob_sum").to_pylist()
@@ -92,14 +96,14 @@ def test_pools_that_reserve_every_cpu_are_refused(local_ray):
     """Replicas holding all of the cluster's CPUs would leave Ray Data nothing for its own
     tasks, and the first job would hang: refused up front instead."""
     cpus = ray_cpus()
-    whole = ReplicaPool(["replica"], max_rows_per_call=8, reserved_cpus=cpus)
+    whole = ReplicaPool(["replica"], reserved_cpus=cpus)
     with pytest.raises(ValueError, match="Ray Data needs at least 1"):
-        RayDataEngines(whole)
+        RayDataClient(whole)
     with pytest.raises(ValueError, match="leave 0 CPU free"):  # two pools sharing the CPUs
-        RayDataEngines(
-            ReplicaPool(["a"], 8, reserved_cpus=cpus - 1), ReplicaPool(["b"], 8, reserved_cpus=1)
+        RayDataClient(
+            ReplicaPool(["a"], reserved_cpus=cpus - 1), ReplicaPool(["b"], reserved_cpus=1)
         )
-    RayDataEngines(ReplicaPool(["replica"], max_rows_per_call=8, reserved_cpus=cpus - 1))
+    RayDataClient(ReplicaPool(["replica"], reserved_cpus=cpus - 1))
 
 
 def ray_cpus() -> float:

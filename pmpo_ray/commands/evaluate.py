@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pmpo_ray.evaluation.evaluate_run import evaluate_run, with_overrides
-from pmpo_ray.evaluation.run_folder import read_run_folder
-
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="score a run's initial, optimized and baseline prompts on held-out data"
     )
-    parser.add_argument("run_dir", type=Path, help="a `pmpo optimize` or suite run folder")
+    parser.add_argument(
+        "run_dir",
+        type=Path,
+        help="a `pmpo optimize` folder, a suite folder, or one task folder of a suite",
+    )
     parser.add_argument("--max-examples", type=int, help="evaluate on the first N held-out only")
     parser.add_argument("--max-answer-tokens", type=int, help="generation budget per answer")
     parser.add_argument(
@@ -23,22 +24,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmpo_ray.engines.factory import build_engine
+    from pmpo_ray.api import evaluate
 
-    folder = read_run_folder(args.run_dir)
-    config = with_overrides(
-        folder.evaluation,
+    results = evaluate(
+        args.run_dir,
         max_examples=args.max_examples,
         max_answer_tokens=args.max_answer_tokens,
         accuracy=False if args.no_accuracy else None,
     )
-    engine = build_engine(folder.engine, folder.prompt_format)
-    try:
-        results = evaluate_run(
-            folder, scorer=engine, generator=engine, tokenizer=engine.tokenizer, config=config
-        )
-    finally:
-        engine.close()
     print(summary_table(results))
     print(f"wrote evaluation.json and predictions.parquet per task in {args.run_dir}")
     return 0

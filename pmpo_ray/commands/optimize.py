@@ -7,10 +7,6 @@ from pathlib import Path
 
 from pmpo_ray.config import load_config
 from pmpo_ray.pmpo.config import OptimizeJobConfig
-from pmpo_ray.pmpo.rounds import run_rounds
-from pmpo_ray.pmpo.run_files import check_run_dir, write_run
-from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.tasks.task import load_task
 
 
 def add_parser(subparsers) -> None:
@@ -24,21 +20,28 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pmpo_ray.api import optimize
+    from pmpo_ray.engines.client import open_engines
+    from pmpo_ray.engines.registry import PoolConfig
+    from pmpo_ray.run_folder.write import check_run_dir, write_task_run
+    from pmpo_ray.tasks.task import load_task
+
     overrides = {"optimizer.iterations": args.iterations, "optimizer.seed": args.seed}
     config = load_config(OptimizeJobConfig, args.config, **overrides)
-    task = load_task(config.task)
+    task = load_task(config.task)  # bad data fails before an engine starts
     check_run_dir(args.out, args.overwrite)
-    scorer, generator = open_engines(config)
-    try:
-        task_run = TaskRun(task, config.optimizer, scorer.tokenizer, config.prompt_format)
+    scorer = PoolConfig(engine=config.scorer)
+    rewriter = PoolConfig(engine=config.rewriter) if config.rewriter else None
+    with open_engines(scorer, rewriter, prompt_format=config.prompt_format) as client:
         with ProgressBar(config.optimizer.iterations, task.task_id) as progress:
-            [result] = run_rounds(
-                [task_run], generator=generator, scorer=scorer, on_round=progress.update
+            result = optimize(
+                task,
+                optimizer=config.optimizer,
+                engines=client,
+                prompt_format=config.prompt_format,
+                on_round=progress.update,
             )
-    finally:
-        for engine in {id(scorer): scorer, id(generator): generator}.values():
-            engine.close()
-    write_run(result, args.out, config.model_dump(mode="json"), overwrite=args.overwrite)
+    write_task_run(result, args.out, config, overwrite=args.overwrite)
     print(
         f"task {result.task_id}: training loss {result.initial.loss:.4f} -> {result.best.loss:.4f} "
         f"({len(result.history)} iterations, {result.stop_reason})"
@@ -46,16 +49,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"best prompt ({result.best.candidate_id}):\n{result.best.text}")
     print(f"wrote {args.out}")
     return 0
-
-
-def open_engines(config: OptimizeJobConfig):
-    """The scorer, and the rewriter (the same engine unless configured otherwise)."""
-    from pmpo_ray.engines.factory import build_engine
-
-    scorer = build_engine(config.scorer, config.prompt_format)
-    if config.rewriter is None or config.rewriter == config.scorer:
-        return scorer, scorer
-    return scorer, build_engine(config.rewriter, config.prompt_format)
 
 
 class ProgressBar:

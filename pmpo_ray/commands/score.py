@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
-from pmpo_ray.config import ScoringConfig, load_config
+from pmpo_ray.config import FrozenConfig, PromptFormat, RayConfig, ReplicaConfig, load_config
+from pmpo_ray.engines.registry import BACKENDS, EngineConfig, PoolConfig, default_engine_config
 from pmpo_ray.requests import score_requests
 from pmpo_ray.store import atomic_write_parquet, check_writable
 from pmpo_ray.tasks.example_files import load_examples
@@ -31,6 +33,19 @@ OUTPUT_COLUMNS = [
 ]
 
 
+class ScoringConfig(FrozenConfig):
+    engine: EngineConfig = Field(
+        default_factory=default_engine_config, description="The scorer engine."
+    )
+    prompt_format: PromptFormat = Field(
+        default_factory=PromptFormat, description="How prompts are rendered."
+    )
+    replicas: ReplicaConfig = Field(
+        default_factory=ReplicaConfig, description="Scorer replica pool (with --replicas)."
+    )
+    ray: RayConfig = Field(default_factory=RayConfig, description="Where Ray runs.")
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("score", help="score examples' targets under a prompt")
     parser.add_argument("--prompt", required=True, help="prompt text, or a file holding it")
@@ -39,7 +54,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="output .parquet file")
     parser.add_argument("--model", help="'default', a local HF folder, or a cached hub id")
-    parser.add_argument("--backend", choices=["vllm", "hf"], help="scoring engine (default vllm)")
+    parser.add_argument("--backend", choices=list(BACKENDS), help="scoring engine (default vllm)")
     parser.add_argument("--config", type=Path, help="YAML ScoringConfig; flags override it")
     parser.add_argument("--role", choices=["system", "user"], help="where the prompt goes")
     parser.add_argument(
@@ -75,59 +90,30 @@ def read_prompt(value: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pmpo_ray.engines.client import open_engines
+
     config = scoring_config(args)
     prompt = read_prompt(args.prompt)
     examples = load_examples(args.data)
     check_writable(args.out)
-    engine, cleanup = open_scorer(config, use_ray=args.replicas is not None)
-    try:
-        requests = score_requests(
-            engine.tokenizer if hasattr(engine, "tokenizer") else engine_tokenizer(config),
-            [("prompt", prompt)],
-            examples,
-            task_id=args.data.stem,
-            kind="adhoc",
-            role=config.prompt_format.role,
-        )
-        scored = engine.score(requests)
-    finally:
-        cleanup()
+    requests = score_requests(
+        [("prompt", prompt)],
+        examples,
+        task_id=args.data.stem,
+        kind="adhoc",
+        role=config.prompt_format.role,
+    )
+    with open_engines(
+        PoolConfig(engine=config.engine, replicas=config.replicas),
+        prompt_format=config.prompt_format,
+        on_ray=args.replicas is not None,
+        ray=config.ray,
+    ) as client:
+        scored = client.score(requests)
     table = per_example_table(scored, examples)
     atomic_write_parquet(table, args.out)
     print_summary(table, args.out)
     return 0
-
-
-def open_scorer(config: ScoringConfig, use_ray: bool):
-    """A bare in-process engine, or a Ray replica pool; plus how to release it."""
-    if not use_ray:
-        from pmpo_ray.engines.factory import build_engine
-
-        engine = build_engine(config.engine, config.prompt_format)
-        return engine, engine.close
-    import ray
-
-    from pmpo_ray.engines.replicas import ReplicaPool
-    from pmpo_ray.ray_session import connect_ray
-
-    started = connect_ray(config.ray)
-    pool = ReplicaPool.start(config.engine, config.replicas, config.prompt_format)
-
-    def cleanup() -> None:
-        pool.shutdown()
-        if started:
-            ray.shutdown()
-
-    return pool, cleanup
-
-
-def engine_tokenizer(config: ScoringConfig):
-    """The model's tokenizer for a replica pool, whose engines hold theirs in other processes."""
-    from transformers import AutoTokenizer
-
-    from pmpo_ray.engines.models import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path(config.engine.model))
 
 
 def per_example_table(scored: pa.Table, examples) -> pa.Table:

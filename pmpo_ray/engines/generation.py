@@ -6,6 +6,7 @@ from typing import Sequence
 
 import pyarrow as pa
 
+from pmpo_ray.engines.chat import render_rows
 from pmpo_ray.engines.scoring import describe_row
 from pmpo_ray.engines.tokenization import RequestTooLongError
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA, REQUIRED_GENERATE_COLUMNS, check_columns
@@ -14,10 +15,11 @@ Sample = tuple[str, int, str]  # (text, generated tokens, finish reason)
 
 
 def prompt_token_ids(requests: pa.Table, tokenizer, max_len: int) -> list[list[int]]:
-    """Tokenize every context up front; a prompt that leaves no room to answer is an error."""
+    """Render and tokenize every request up front; a prompt that leaves no room to answer is
+    an error."""
     check_columns(requests, REQUIRED_GENERATE_COLUMNS, "generate requests")
     token_ids = []
-    for row, context in enumerate(requests.column("context").to_pylist()):
+    for row, context in enumerate(render_rows(requests, tokenizer, "generate requests")):
         ids = tokenizer(context, add_special_tokens=False)["input_ids"]
         if len(ids) >= max_len:
             raise RequestTooLongError(
@@ -29,10 +31,13 @@ def prompt_token_ids(requests: pa.Table, tokenizer, max_len: int) -> list[list[i
     return token_ids
 
 
-def generation_rows(requests: pa.Table, samples: Sequence[Sequence[Sample]]) -> pa.Table:
-    """One row per (request, sample); checks each request got the samples it asked for."""
+def generation_rows(
+    requests: pa.Table, samples: Sequence[Sequence[Sample]], token_ids: Sequence[Sequence[int]]
+) -> pa.Table:
+    """One row per (request, sample); checks each request got the samples it asked for.
+    `token_ids` are the rendered prompts, whose length each row reports."""
     rows = []
-    for request, request_samples in zip(requests.to_pylist(), samples):
+    for request, request_samples, prompt_ids in zip(requests.to_pylist(), samples, token_ids):
         if len(request_samples) != request["n"]:
             raise RuntimeError(
                 f"request {request['request_id']}: asked for {request['n']} samples, "
@@ -46,6 +51,7 @@ def generation_rows(requests: pa.Table, samples: Sequence[Sequence[Sample]]) -> 
                     "text": text,
                     "n_tokens": n_tokens,
                     "finish_reason": finish_reason,
+                    "n_prompt_tokens": len(prompt_ids),
                 }
             )
     return pa.Table.from_pylist(rows, schema=GENERATE_RESULT_SCHEMA)

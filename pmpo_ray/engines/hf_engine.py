@@ -6,21 +6,28 @@ predict continuation tokens. Generation uses `model.generate` with a per-request
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import pyarrow as pa
+from pydantic import Field
 
-from pmpo_ray.config import EngineConfig, PromptFormat
+from pmpo_ray.config import EngineSettings, PromptFormat
 from pmpo_ray.engines.generation import Sample, generation_rows, prompt_token_ids
 from pmpo_ray.engines.models import resolve_model_path
 from pmpo_ray.engines.scoring import TokenScores, score_table
-from pmpo_ray.engines.tokenization import EncodedRequest
+from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
+
+
+class HfConfig(EngineSettings):
+    backend: Literal["hf"] = Field("hf", description="transformers, the reference backend.")
 
 
 class HfEngine:
-    """One transformers model: `score` and `generate` over Arrow tables."""
+    """One transformers model: `score`, `generate` and `count_tokens` over Arrow tables."""
 
-    def __init__(self, config: EngineConfig, prompt_format: PromptFormat | None = None):
+    config_class = HfConfig
+
+    def __init__(self, config: HfConfig, prompt_format: PromptFormat | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -39,6 +46,9 @@ class HfEngine:
 
     def close(self) -> None:
         """Nothing runs outside this process; here for symmetry with VllmEngine."""
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return count_tokens(self.tokenizer, texts)
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return score_table(
@@ -78,7 +88,7 @@ class HfEngine:
     def generate(self, requests: pa.Table) -> pa.Table:
         token_ids = prompt_token_ids(requests, self.tokenizer, self.config.model.max_model_len)
         samples = [self._sample(ids, row) for ids, row in zip(token_ids, requests.to_pylist())]
-        return generation_rows(requests, samples)
+        return generation_rows(requests, samples, token_ids)
 
     def _sample(self, ids: list[int], row: dict) -> list[Sample]:
         import torch

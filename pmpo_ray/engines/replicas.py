@@ -1,9 +1,9 @@
-"""Engines in long-lived Ray actors, and a pool that spreads request tables over them.
+"""Engines in long-lived Ray actors: one replica actor per engine, and the pool that starts,
+counts and stops them.
 
 An engine takes ~35 s to start on CPU (minutes on GPU), so each replica builds exactly one and
-keeps it for the job's lifetime; everything that moves rows (this pool, Ray Data jobs) only
-routes Arrow tables to warm actors. The pool implements the same Scorer/Generator protocol as a
-bare engine, so callers cannot tell them apart except by throughput.
+keeps it for the job's lifetime; what moves rows to them (engines/ray_data_client.py) only
+routes Arrow tables to warm actors.
 """
 
 from __future__ import annotations
@@ -11,24 +11,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import pyarrow as pa
 
-from pmpo_ray.config import EngineConfig, PromptFormat, ReplicaConfig
-from pmpo_ray.engines.factory import build_engine
-from pmpo_ray.engines.row_chunks import reassemble, split_rows
+from pmpo_ray.config import EngineSettings, PromptFormat, ReplicaConfig
+from pmpo_ray.engines.registry import build_engine
 
 log = logging.getLogger(__name__)
 
-# How many chunks may wait at one replica: one running plus one queued keeps it busy while the
-# driver reacts, without piling work on a replica that turns out slow.
-CHUNKS_IN_FLIGHT_PER_REPLICA = 2
-
 
 class EngineReplica:
-    """Holds one engine; wrapped with `ray.remote` by `start_replicas`."""
+    """Holds one engine; wrapped with `ray.remote` by `ReplicaPool.start`."""
 
-    def __init__(self, engine: EngineConfig, prompt_format: PromptFormat, cpu_threads: int):
+    def __init__(self, engine: EngineSettings, prompt_format: PromptFormat, cpu_threads: int):
         import torch
 
         torch.set_num_threads(cpu_threads)
@@ -49,6 +45,9 @@ class EngineReplica:
         result = self.engine.generate(requests)
         self.stats.record(started, requests.num_rows, sum(result.column("n_tokens").to_pylist()))
         return result
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.engine.count_tokens(texts)
 
     def get_stats(self) -> dict:
         return self.stats.as_dict()
@@ -81,18 +80,11 @@ class ReplicaStats:
         }
 
 
-def replica_env(engine: EngineConfig, replicas: ReplicaConfig) -> dict[str, str]:
-    """Environment of one replica process.
-
-    vLLM-CPU binds its OpenMP threads to cores ("auto"); two replicas on one node would bind the
-    same cores and halve each other, so CPU replicas use "nobind" and a fixed thread count.
-    """
-    threads = str(cpu_threads(replicas))
-    kv_cache = str(max(1, round(engine.kv_cache_gib)))
-    env = {"OMP_NUM_THREADS": threads, "VLLM_CPU_KVCACHE_SPACE": kv_cache}
-    if replicas.num_gpus == 0:
-        env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    return env
+def replica_env(engine: EngineSettings, replicas: ReplicaConfig) -> dict[str, str]:
+    """Environment of one replica process: a fixed thread count (replicas sharing a node must
+    not each take every core) plus what the backend reads at start."""
+    on_gpu = replicas.num_gpus > 0 or engine.gpus_per_engine() > 1
+    return {"OMP_NUM_THREADS": str(cpu_threads(replicas)), **engine.process_env(on_gpu)}
 
 
 def cpu_threads(replicas: ReplicaConfig) -> int:
@@ -101,25 +93,26 @@ def cpu_threads(replicas: ReplicaConfig) -> int:
     return max(1, int(-(-replicas.num_cpus // 1)))
 
 
-def actor_options(engine: EngineConfig, replicas: ReplicaConfig) -> dict:
+def actor_options(engine: EngineSettings, replicas: ReplicaConfig) -> dict:
     """Ray resources of one replica.
 
     With tensor parallelism the actor itself holds no GPU: it reserves a placement group of
-    `tensor_parallel_size` GPU bundles on one node, and vLLM's Ray executor starts its workers
+    `gpus_per_engine()` GPU bundles on one node, and vLLM's Ray executor starts its workers
     (one GPU, no CPU each) inside it. The actor's own CPUs go into the first bundle, so a replica
     asking for more CPUs than one GPU's share still fits its group.
     """
+    gpus = engine.gpus_per_engine()
     options = {
         "num_cpus": replicas.num_cpus,
-        "num_gpus": replicas.num_gpus if engine.tensor_parallel_size == 1 else 0,
+        "num_gpus": replicas.num_gpus if gpus == 1 else 0,
         "runtime_env": {"env_vars": replica_env(engine, replicas)},
         "max_concurrency": 1,
     }
-    if engine.tensor_parallel_size > 1:
+    if gpus > 1:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        bundles = [{"GPU": 1} for _ in range(engine.tensor_parallel_size)]
+        bundles = [{"GPU": 1} for _ in range(gpus)]
         if replicas.num_cpus > 0:
             bundles[0]["CPU"] = replicas.num_cpus
         group = placement_group(bundles, strategy="STRICT_PACK")
@@ -132,19 +125,20 @@ def actor_options(engine: EngineConfig, replicas: ReplicaConfig) -> dict:
 
 
 class ReplicaPool:
-    """N engine actors behind the Scorer/Generator protocol."""
+    """N engine actors of one role (scorer or rewriter), started together and stopped together."""
 
     def __init__(
         self,
         actors: list,
-        max_rows_per_call: int,
-        placement_groups: list = (),
+        *,
+        batch_rows: int = 64,
+        placement_groups: Sequence = (),
         reserved_cpus: float = 0.0,
     ):
         if not actors:
             raise ValueError("a replica pool needs at least one actor")
         self.actors = actors
-        self.max_rows_per_call = max_rows_per_call
+        self.batch_rows = batch_rows  # most rows one call to a replica carries
         self.reserved_cpus = reserved_cpus  # what the replicas hold of the cluster's CPUs
         # Killing an actor does not free its placement group: the pool removes them itself.
         self.placement_groups = list(placement_groups)
@@ -152,7 +146,7 @@ class ReplicaPool:
     @classmethod
     def start(
         cls,
-        engine: EngineConfig,
+        engine: EngineSettings,
         replicas: ReplicaConfig,
         prompt_format: PromptFormat | None = None,
         replica_class: type = EngineReplica,
@@ -173,14 +167,12 @@ class ReplicaPool:
             )
         paths = ray.get([actor.ready.remote() for actor in actors])
         log.info("%d replica(s) ready with model %s", len(actors), paths[0])
-        reserved = replicas.num_cpus * replicas.num_replicas
-        return cls(actors, replicas.max_rows_per_call, groups, reserved)
-
-    def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
-        return self._fan_out("score", requests, with_token_logprobs)
-
-    def generate(self, requests: pa.Table) -> pa.Table:
-        return self._fan_out("generate", requests)
+        return cls(
+            actors,
+            batch_rows=replicas.batch_rows,
+            placement_groups=groups,
+            reserved_cpus=replicas.num_cpus * replicas.num_replicas,
+        )
 
     def stats(self) -> list[dict]:
         import ray
@@ -203,26 +195,3 @@ class ReplicaPool:
             remove_placement_group(group)
         self.actors = []
         self.placement_groups = []
-
-    def _fan_out(self, method: str, requests: pa.Table, *args) -> pa.Table:
-        """Keep every replica fed with chunks; the least-loaded one gets the next chunk."""
-        import ray
-
-        chunks = split_rows(requests, self.max_rows_per_call)
-        results: dict[int, pa.Table] = {}
-        pending: dict = {}  # object ref -> (chunk index, actor index)
-        load = [0] * len(self.actors)
-        next_chunk = 0
-        while next_chunk < len(chunks) or pending:
-            while next_chunk < len(chunks) and min(load) < CHUNKS_IN_FLIGHT_PER_REPLICA:
-                actor_index = load.index(min(load))
-                call = getattr(self.actors[actor_index], method)
-                ref = call.remote(chunks[next_chunk], *args)
-                pending[ref] = (next_chunk, actor_index)
-                load[actor_index] += 1
-                next_chunk += 1
-            done, _ = ray.wait(list(pending), num_returns=1)
-            chunk_index, actor_index = pending.pop(done[0])
-            load[actor_index] -= 1
-            results[chunk_index] = ray.get(done[0])
-        return reassemble(requests, [results[i] for i in range(len(chunks))])

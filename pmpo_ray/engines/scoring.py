@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from pmpo_ray.engines.chat import render_rows
 from pmpo_ray.engines.tokenization import EncodedRequest, encode_pair, fit_to_window
 from pmpo_ray.requests import (
     REQUIRED_SCORE_COLUMNS,
@@ -40,9 +41,10 @@ def describe_row(table: pa.Table, row: int) -> str:
 def encode_table(
     table: pa.Table, tokenizer, max_len: int, truncate_left: bool
 ) -> list[EncodedRequest]:
-    """Encode every row before any is scored, so a bad row fails the batch up front."""
+    """Render and encode every row before any is scored, so a bad row fails the batch up
+    front."""
     check_columns(table, REQUIRED_SCORE_COLUMNS, "score requests")
-    contexts = table.column("context").to_pylist()
+    contexts = render_rows(table, tokenizer, "score requests")
     continuations = table.column("continuation").to_pylist()
     encoded = []
     for row, (context, continuation) in enumerate(zip(contexts, continuations)):

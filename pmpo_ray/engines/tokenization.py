@@ -96,3 +96,10 @@ def fit_to_window(
         n_context=request.n_context - excess,
         truncated_tokens=excess,
     )
+
+
+def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Tokens of each text as the model reads it inside a message (no special tokens)."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]

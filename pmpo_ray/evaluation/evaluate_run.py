@@ -3,8 +3,9 @@
 All tasks' held-out scoring requests go through one scoring call and all greedy answers
 through one generation call, exactly like an optimization round, so the same engines serve:
 a bare engine (`pmpo evaluate`) or the Ray Data fan-out over replica pools (the suite job).
-Each task folder gets evaluation.json and predictions.parquet, written only once every task
-has been evaluated, each file atomically.
+The run is a `RunFolder` record, read from its files (`pmpo evaluate`) or built from the
+results in memory (the suite job, right after writing them). Each task folder gets
+evaluation.json and predictions.parquet, written only once every task has been evaluated.
 """
 
 from __future__ import annotations
@@ -25,23 +26,23 @@ from pmpo_ray.evaluation.heldout import (
     prompt_rows,
     score_metrics,
 )
-from pmpo_ray.evaluation.run_folder import RunFolder, TaskFolder
+from pmpo_ray.pmpo.loss import resolve_objective
 from pmpo_ray.pmpo.rounds import run_stage
-from pmpo_ray.pmpo.task_run import resolve_objective
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
-from pmpo_ray.store import atomic_write_json, atomic_write_parquet
+from pmpo_ray.run_folder.records import RunFolder, TaskFolder
+from pmpo_ray.run_folder.write import write_evaluation
 from pmpo_ray.tasks.formats import DataError
 from pmpo_ray.tasks.task import load_task
 
 
 def eval_task(folder: TaskFolder, config: EvaluationConfig) -> tuple[EvalTask, int]:
     """The task's held-out examples (capped by max_examples) and prompts; also n_train."""
-    task = load_task(folder.task)
+    task = load_task(folder.config.task)
     examples = task.test[: config.max_examples] if config.max_examples else task.test
     if not examples:
         raise DataError(f"task {task.task_id!r}: held-out split is empty; nothing to evaluate")
     prompts = eval_prompts(folder.initial_prompt, folder.best_prompt, config)
-    optimizer = folder.optimizer
+    optimizer = folder.config.optimizer
     return (
         EvalTask(
             task_id=task.task_id,
@@ -58,7 +59,7 @@ def eval_task(folder: TaskFolder, config: EvaluationConfig) -> tuple[EvalTask, i
 
 
 def evaluate_run(
-    run: RunFolder, *, scorer, generator, tokenizer, config: EvaluationConfig | None = None
+    run: RunFolder, *, scorer, generator, config: EvaluationConfig | None = None
 ) -> dict[str, dict]:
     """task id -> its evaluation.json content; writes the files into each task folder."""
     config = config or run.evaluation
@@ -67,9 +68,9 @@ def evaluate_run(
     role = run.prompt_format.role
     started = time.perf_counter()
     empty_scored = pa.table({"request_id": pa.array([], pa.int64())})
-    requests = [holdout_score_requests(task, tokenizer, role) for task in tasks]
+    requests = [holdout_score_requests(task, role) for task in tasks]
     scored = run_stage(requests, scorer.score, empty_scored)
-    answers = [answer_requests(task, tokenizer, role, config) for task in tasks]
+    answers = [answer_requests(task, role, config) for task in tasks]
     no_samples = GENERATE_RESULT_SCHEMA.empty_table()
     generated = run_stage([table for table, _ in answers], generator.generate, no_samples)
     seconds = time.perf_counter() - started
@@ -91,8 +92,8 @@ def evaluate_run(
             "n_heldout": len(task.examples),
             "prompts": rows,
             "training": {
-                "initial_loss": folder.result["initial_loss"],
-                "best_loss": folder.result["best_loss"],
+                "initial_loss": folder.initial_loss,
+                "best_loss": folder.best_loss,
             },
             "generation_counterfactual": generation_counterfactual(
                 task,
@@ -100,14 +101,13 @@ def evaluate_run(
                 rows,
                 folder.candidates_scored,
                 n_train,
-                folder.result["budget"]["tokens_generated"],
+                folder.training_cost.tokens_generated,
             ),
             "seconds": task_seconds,
         }
         predictions[task.task_id] = predictions_table(task, graded)
     for folder, (task, _) in zip(run.tasks, loaded):
-        atomic_write_parquet(predictions[task.task_id], folder.path / "predictions.parquet")
-        atomic_write_json(results[task.task_id], folder.path / "evaluation.json")
+        write_evaluation(folder.path, results[task.task_id], predictions[task.task_id])
     return results
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.evaluation.extractors import is_correct
 from pmpo_ray.pmpo.loss import example_losses, mean_loss, pairwise_accuracy
-from pmpo_ray.requests import Example, generate_requests, render_context, score_requests
+from pmpo_ray.requests import Example, generate_requests, score_requests
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
@@ -70,9 +70,8 @@ def candidate_of(prompts: Sequence[EvalPrompt]) -> dict[str, str]:
     return {prompt.name: by_text[prompt.text] for prompt in prompts}
 
 
-def holdout_score_requests(task: EvalTask, tokenizer, role: str) -> pa.Table:
+def holdout_score_requests(task: EvalTask, role: str) -> pa.Table:
     return score_requests(
-        tokenizer,
         list(distinct_texts(task.prompts).items()),
         task.examples,
         task_id=task.task_id,
@@ -87,16 +86,20 @@ def wants_accuracy(task: EvalTask, config: EvaluationConfig) -> bool:
 
 
 def answer_requests(
-    task: EvalTask, tokenizer, role: str, config: EvaluationConfig
+    task: EvalTask, role: str, config: EvaluationConfig
 ) -> tuple[pa.Table, list[tuple[str, Example]]]:
     """Greedy answer requests, and which (candidate id, example) each request id stands for."""
     if not wants_accuracy(task, config):
         return generate_requests([], task_id=task.task_id), []
     texts = distinct_texts(task.prompts)
     keys = [(candidate_id, example) for candidate_id in texts for example in task.examples]
-    contexts = [render_context(tokenizer, texts[cid], e.input, role) for cid, e in keys]
+    messages = [(texts[cid], e.input) for cid, e in keys]
     table = generate_requests(
-        contexts, task_id=task.task_id, max_tokens=config.max_answer_tokens, temperature=0.0
+        messages,
+        task_id=task.task_id,
+        role=role,
+        max_tokens=config.max_answer_tokens,
+        temperature=0.0,
     )
     return table, keys
 

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from pmpo_ray.config import EngineConfig, FrozenConfig, PromptFormat
+from pmpo_ray.config import FrozenConfig, PromptFormat
+from pmpo_ray.engines.registry import EngineConfig, default_engine_config
 from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.tasks.config import TaskConfig
 
@@ -63,7 +64,7 @@ class OptimizeJobConfig(FrozenConfig):
         default_factory=OptimizerConfig, description="Loop settings."
     )
     scorer: EngineConfig = Field(
-        default_factory=EngineConfig, description="Engine that scores prompts."
+        default_factory=default_engine_config, description="Engine that scores prompts."
     )
     rewriter: EngineConfig | None = Field(
         None,

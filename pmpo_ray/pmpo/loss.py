@@ -131,3 +131,16 @@ def mean_loss(losses: Mapping[str, float]) -> float:
     if not losses:
         raise ValueError("mean_loss needs at least one example loss; got none")
     return sum(losses.values()) / len(losses)
+
+
+def resolve_objective(objective: str, task_format: str) -> Objective:
+    """The loss a config's `objective` means for a task of `task_format`: "auto" is the
+    preference loss for preference tasks and cross-entropy for every other format."""
+    if objective != "auto":
+        if objective == "preference" and task_format == "supervised":
+            raise ValueError(
+                "the preference objective needs rejected answers: "
+                "use a multiple_choice or preference task"
+            )
+        return objective
+    return "preference" if task_format == "preference" else "ce"

@@ -136,7 +136,7 @@ def vet_rewrite(
 ) -> Vetted:
     """Accept the rewritten prompt in `output`, or say why not.
 
-    Checks run cheapest first, so the tokenizer is only called on an otherwise usable prompt.
+    Checks run cheapest first; the length is only looked at for an otherwise usable prompt.
     `seen` is read, not updated: the caller decides which accepted texts count as seen.
     """
     text = extract_prompt(output)

@@ -1,1 +1,1 @@
-"""`pmpo report`: a run folder read into plain records, rendered as Markdown and HTML with PNGs."""
+"""`pmpo report`: a run folder (as run_folder/ reads it) rendered as Markdown and HTML with PNGs."""

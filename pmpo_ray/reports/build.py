@@ -15,10 +15,12 @@ from pmpo_ray.reports.document import Figures, build_document
 from pmpo_ray.reports.html import render_html
 from pmpo_ray.reports.markdown import render_markdown
 from pmpo_ray.reports.plots import loss_curve_png, round_times_png
-from pmpo_ray.reports.run_data import RunData, load_run
+from pmpo_ray.run_folder import layout
+from pmpo_ray.run_folder.read import read_run_folder
+from pmpo_ray.run_folder.records import RunFolder
 from pmpo_ray.store import atomic_write, atomic_write_text, check_writable
 
-FILES_DIR = "report_files"
+FILES_DIR = layout.REPORT_FILES
 
 
 @dataclass(frozen=True)
@@ -29,13 +31,13 @@ class ReportFiles:
 
 
 def write_report(run_dir: Path) -> ReportFiles:
-    run = load_run(Path(run_dir))
-    check_writable(run.run_dir / "report.md")
+    run = read_run_folder(Path(run_dir))
+    markdown, html = run.path / layout.REPORT_MARKDOWN, run.path / layout.REPORT_HTML
+    check_writable(markdown)
     figures, images = write_figures(run)
     blocks = build_document(run, figures)
-    markdown, html = run.run_dir / "report.md", run.run_dir / "report.html"
     atomic_write_text(render_markdown(blocks), markdown)
-    atomic_write_text(render_html(blocks, f"PMPO report: {run.run_dir.name}"), html)
+    atomic_write_text(render_html(blocks, f"PMPO report: {run.path.name}"), html)
     return ReportFiles(markdown, html, images)
 
 
@@ -50,8 +52,8 @@ def safe_name(task_id: str, taken: set[str]) -> str:
     return name
 
 
-def write_figures(run: RunData) -> tuple[Figures, tuple[Path, ...]]:
-    folder = run.run_dir / FILES_DIR
+def write_figures(run: RunFolder) -> tuple[Figures, tuple[Path, ...]]:
+    folder = run.path / FILES_DIR
     folder.mkdir(exist_ok=True)
     curves, written, taken = {}, [], set()
     for task in run.tasks:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pmpo_ray.reports import tables
 from pmpo_ray.reports.prompt_diff import DiffPiece, changed_words, word_diff
-from pmpo_ray.reports.run_data import RunData, TaskData
+from pmpo_ray.run_folder.records import RunFolder, TaskFolder
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,10 @@ class Figures:
     rounds: str | None
 
 
-def build_document(run: RunData, figures: Figures) -> list[Block]:
+def build_document(run: RunFolder, figures: Figures) -> list[Block]:
     kind = "suite" if run.is_suite else "run"
     blocks: list[Block] = [
-        Heading(1, f"PMPO report: {run.run_dir.name} ({kind})"),
+        Heading(1, f"PMPO report: {run.path.name} ({kind})"),
         Heading(2, "Summary"),
         KeyValues(tuple(tables.summary_items(run))),
         TableBlock(tables.cost_table(run)),
@@ -82,7 +82,7 @@ def build_document(run: RunData, figures: Figures) -> list[Block]:
     return blocks
 
 
-def rounds_section(run: RunData, figures: Figures) -> list[Block]:
+def rounds_section(run: RunFolder, figures: Figures) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, "Rounds"),
         Paragraph(
@@ -96,7 +96,7 @@ def rounds_section(run: RunData, figures: Figures) -> list[Block]:
     return blocks
 
 
-def task_section(task: TaskData, curve: str) -> list[Block]:
+def task_section(task: TaskFolder, curve: str) -> list[Block]:
     blocks: list[Block] = [Heading(2, f"Task {task.task_id}")]
     facts = [
         ("iterations", f"{task.iterations} (stopped: {task.stop_reason or 'finished'})"),

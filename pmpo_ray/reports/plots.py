@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from pmpo_ray.reports.run_data import Point
+from pmpo_ray.run_folder.records import Point
 
 ROLE_STYLE = {  # role -> (colour, label)
     "initial": ("#444444", "initial prompt"),

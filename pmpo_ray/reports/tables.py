@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from statistics import mean
 
-from pmpo_ray.reports.run_data import Cost, Evaluation, RunData, TaskData
+from pmpo_ray.run_folder.records import Cost, Evaluation, RunFolder, TaskFolder
 
 DASH = "—"
 NOT_EVALUATED = "not evaluated yet: run `pmpo evaluate RUN_DIR`"
@@ -87,7 +87,7 @@ def evaluation_cost(evaluation: Evaluation) -> Cost:
     )
 
 
-def optimization_cost(run: RunData) -> Cost:
+def optimization_cost(run: RunFolder) -> Cost:
     """Summed over tasks, except time: a suite's tasks share rounds, so their clocks overlap."""
     total = add_costs(t.training_cost for t in run.tasks)
     if run.rounds:
@@ -99,7 +99,7 @@ def optimization_cost(run: RunData) -> Cost:
     return Cost(total.forward_passes, total.tokens_scored, total.tokens_generated, seconds)
 
 
-def cost_table(run: RunData) -> Table:
+def cost_table(run: RunFolder) -> Table:
     optimization = optimization_cost(run)
     evaluated = [t.evaluation for t in run.tasks if t.evaluation is not None]
     rows = [("optimization (training)",) + cost_cells(optimization)]
@@ -110,7 +110,7 @@ def cost_table(run: RunData) -> Table:
     return Table(("stage",) + COST_HEADERS, tuple(rows))
 
 
-def summary_items(run: RunData) -> list[tuple[str, str]]:
+def summary_items(run: RunFolder) -> list[tuple[str, str]]:
     tasks = run.tasks
     evaluated = [t for t in tasks if t.evaluation is not None]
     items = [("tasks", f"{len(tasks)} ({', '.join(t.task_id for t in tasks)})")]
@@ -135,7 +135,7 @@ def summary_items(run: RunData) -> list[tuple[str, str]]:
     return items
 
 
-def mean_change(tasks: list[TaskData], value, show) -> str:
+def mean_change(tasks: list[TaskFolder], value, show) -> str:
     before = [value(t.evaluation, "initial") for t in tasks]
     after = [value(t.evaluation, "optimized") for t in tasks]
     if any(v is None for v in before + after):
@@ -143,7 +143,7 @@ def mean_change(tasks: list[TaskData], value, show) -> str:
     return change(show(mean(before)), show(mean(after)))
 
 
-def tasks_table(run: RunData) -> Table:
+def tasks_table(run: RunFolder) -> Table:
     headers = ("task", "format", "iterations", "training loss", "held-out CE", "accuracy")
     rows = []
     for task in run.tasks:
@@ -167,7 +167,7 @@ def tasks_table(run: RunData) -> Table:
     return Table(headers + COST_HEADERS, tuple(rows))
 
 
-def prompts_table(task: TaskData) -> Table:
+def prompts_table(task: TaskFolder) -> Table:
     """Initial vs optimized (and the baselines), then what the optimization itself cost."""
     evaluation = task.evaluation
     training = {"initial": task.initial_loss, "optimized": task.best_loss}
@@ -243,7 +243,7 @@ def counterfactual_sentence(evaluation: Evaluation | None) -> str | None:
     )
 
 
-def suite_counterfactual(run: RunData) -> str | None:
+def suite_counterfactual(run: RunFolder) -> str | None:
     plans = [
         t.evaluation.counterfactual
         for t in run.tasks

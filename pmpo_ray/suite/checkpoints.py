@@ -1,43 +1,38 @@
-"""The population manager: every task's top prompts, checkpointed after each round.
+"""A suite's progress on disk: every task run's state after each round, and how to resume it.
 
 After every round it writes the full state of every task run (`state/round-NNNN.json`: phase,
 population, history, lineage, budgets; see pmpo/checkpoint.py) and appends the round's
 observability line to `rounds.jsonl` (stage wall times, requests, tokens, pool busy
-fractions). Both are plain formats, written atomically, so `resume` can restore every task
-run from the last finished round. At the end each task gets its run folder under `tasks/`,
-and the suite its config.yaml and suite.json (written last: it marks a finished suite).
+fractions), then prints a progress line. Both files are plain formats, written atomically, so
+`resume` can restore every task run from the last finished round.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from pmpo_ray.pmpo.checkpoint import restore, snapshot
-from pmpo_ray.pmpo.run_files import write_run
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.store import atomic_write_json, atomic_write_text
+from pmpo_ray.run_folder.layout import rounds_log_path, state_dir, state_files, state_path
+from pmpo_ray.store import atomic_write_json
 
 
-class PopulationManager:
-    def __init__(self, runs: Sequence[TaskRun], out_dir: Path, pools: dict | None = None):
+class SuiteCheckpoints:
+    """Checkpoints and round log of one suite job; `client` (optional) gives busy figures."""
+
+    def __init__(self, runs: Sequence[TaskRun], out_dir: Path, client=None):
         self.runs = list(runs)
         self.out_dir = out_dir
-        self.pools = pools or {}  # name -> ReplicaPool, for busy fractions
-        (out_dir / "state").mkdir(parents=True, exist_ok=True)
-        (out_dir / "tasks").mkdir(exist_ok=True)
+        self.client = client
+        state_dir(out_dir).mkdir(parents=True, exist_ok=True)
         self._busy = self._busy_seconds()
 
     def on_round(self, round_index: int, runs: Sequence[TaskRun], stats: dict) -> None:
         stats = dict(stats, **self._busy_fractions(stats))
-        atomic_write_json(
-            self.state(round_index), self.out_dir / "state" / f"round-{round_index:04d}.json"
-        )
-        with open(self.out_dir / "rounds.jsonl", "a", encoding="utf-8") as log:
+        atomic_write_json(self.state(round_index), state_path(self.out_dir, round_index))
+        with open(rounds_log_path(self.out_dir), "a", encoding="utf-8") as log:
             log.write(json.dumps(stats) + "\n")
         print(self.progress_line(round_index, stats), flush=True)
 
@@ -57,7 +52,7 @@ class PopulationManager:
     def resume(self) -> int:
         """Restore every run from the last finished round's state; returns that round (0 when
         there is none). The suite's tasks must be the ones the checkpoint holds."""
-        files = sorted((self.out_dir / "state").glob("round-*.json"))
+        files = state_files(self.out_dir)
         if not files:
             return 0
         state = json.loads(files[-1].read_text(encoding="utf-8"))
@@ -81,26 +76,13 @@ class PopulationManager:
         seconds = stats["generation_seconds"] + stats["scoring_seconds"]
         return f"round {round_index} [{seconds:.1f} s]: " + ", ".join(parts)
 
-    def finish(self, config: dict) -> dict:
-        summary = {}
-        for run in self.runs:
-            result = run.result()
-            write_run(result, self.out_dir / "tasks" / run.task.task_id, config, overwrite=True)
-            summary[run.task.task_id] = {
-                "initial_loss": result.initial.loss,
-                "best_loss": result.best.loss,
-                "iterations": len(result.history),
-                "stop_reason": result.stop_reason,
-                "best_prompt": result.best.text,
-                "budget": asdict(result.budget),
-            }
-        atomic_write_text(yaml.safe_dump(config, sort_keys=False), self.out_dir / "config.yaml")
-        atomic_write_json(summary, self.out_dir / "suite.json")
-        return summary
-
-    def _busy_seconds(self) -> dict[str, float]:
+    def _busy_seconds(self) -> dict[str, tuple[float, int]]:
+        """Pool name -> (busy seconds so far, replicas)."""
+        if self.client is None:
+            return {}
         return {
-            name: sum(s["busy_seconds"] for s in pool.stats()) for name, pool in self.pools.items()
+            name: (pool["busy_seconds"], pool["replicas"])
+            for name, pool in self.client.stats().items()
         }
 
     def _busy_fractions(self, stats: dict) -> dict[str, float]:
@@ -108,10 +90,9 @@ class PopulationManager:
         now = self._busy_seconds()
         wall = stats["generation_seconds"] + stats["scoring_seconds"]
         fractions = {}
-        for name, pool in self.pools.items():
-            capacity = wall * len(pool.actors)
-            fractions[f"{name}_busy_fraction"] = (
-                (now[name] - self._busy[name]) / capacity if capacity else 0.0
-            )
+        for name, (busy, replicas) in now.items():
+            capacity = wall * replicas
+            before = self._busy.get(name, (0.0, replicas))[0]
+            fractions[f"{name}_busy_fraction"] = (busy - before) / capacity if capacity else 0.0
         self._busy = now
         return fractions

@@ -1,7 +1,7 @@
-"""Ray Data fan-out of one request table over a pool of long-lived engine replicas.
+"""The engine client over Ray: each call is a Ray Data job over a pool of long-lived replicas.
 
-Each call is one Ray Data job: the table becomes a dataset whose batches go to lightweight
-map tasks (no CPU reserved); each task borrows the least busy engine replica from a small
+Each `score` or `generate` call is one Ray Data job: the table becomes a dataset whose batches
+go to lightweight map tasks (no CPU reserved); each task borrows the least busy engine replica from a small
 dispatcher actor and runs its batch there. Engines never start here; they live in the pool for
 the whole job. Results are sorted back into request order and checked: every request
 answered, exactly once, in order.
@@ -10,10 +10,12 @@ answered, exactly once, in order.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.row_chunks import reassemble, split_rows
 
 
@@ -51,39 +53,70 @@ def call_replica(
         dispatcher.release.remote(index)
 
 
-class RayDataEngines:
-    """`score` and `generate` as Ray Data jobs over replica pools; counts the jobs it ran."""
+class RayDataClient:
+    """`score` and `generate` as Ray Data jobs over replica pools; counts the jobs it ran.
 
-    def __init__(self, scorer_pool, generator_pool=None, batch_rows: int = 64):
+    Scoring goes to the scorer pool, generation to the rewriter pool (the scorer pool when
+    there is none). The client owns its pools: `close` stops them.
+    """
+
+    def __init__(self, scorer: ReplicaPool, rewriter: ReplicaPool | None = None):
         import ray
 
-        self.scorer_pool = scorer_pool
-        self.generator_pool = generator_pool or scorer_pool
-        self.batch_rows = batch_rows
+        self.pools = {"scorer": scorer}
+        if rewriter is not None and rewriter is not scorer:
+            self.pools["rewriter"] = rewriter
         self.jobs = 0
         # From the pools' own reservations, not available_resources(): a pool shut down a
         # moment ago frees its CPUs asynchronously, and the question is about configuration.
-        pools = {id(pool): pool for pool in (self.scorer_pool, self.generator_pool)}.values()
-        reserved = sum(pool.reserved_cpus for pool in pools)
+        reserved = sum(pool.reserved_cpus for pool in self.pools.values())
         check_free_cpu(ray.cluster_resources().get("CPU", 0.0) - reserved)
+        dispatcher = ray.remote(ReplicaDispatcher).options(num_cpus=0)
         self.dispatchers = {
-            id(pool): ray.remote(ReplicaDispatcher).options(num_cpus=0).remote(len(pool.actors))
-            for pool in (self.scorer_pool, self.generator_pool)
+            name: dispatcher.remote(len(pool.actors)) for name, pool in self.pools.items()
         }
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
-        return self._job(self.scorer_pool, "score", requests, (with_token_logprobs,))
+        return self._job("scorer", "score", requests, (with_token_logprobs,))
 
     def generate(self, requests: pa.Table) -> pa.Table:
-        return self._job(self.generator_pool, "generate", requests, ())
+        return self._job(self._generator_pool(), "generate", requests, ())
 
-    def _job(self, pool, method: str, requests: pa.Table, call_args: tuple) -> pa.Table:
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Counted by a scorer replica: prompts are measured in the scorer model's tokens."""
+        import ray
+
+        return ray.get(self.pools["scorer"].actors[0].count_tokens.remote(list(texts)))
+
+    def stats(self) -> dict[str, dict]:
+        """Per pool: replicas, and the calls, rows, tokens and busy seconds they summed."""
+        totals = {}
+        for name, pool in self.pools.items():
+            per_replica = pool.stats()
+            totals[name] = {"replicas": len(pool.actors)}
+            for key in ("calls", "rows", "tokens", "busy_seconds"):
+                totals[name][key] = sum(stats[key] for stats in per_replica)
+        return totals
+
+    def close(self) -> None:
+        import ray
+
+        for dispatcher in self.dispatchers.values():
+            ray.kill(dispatcher)
+        for pool in self.pools.values():
+            pool.shutdown()
+
+    def _generator_pool(self) -> str:
+        return "rewriter" if "rewriter" in self.pools else "scorer"
+
+    def _job(self, pool_name: str, method: str, requests: pa.Table, call_args: tuple) -> pa.Table:
         import ray
         from ray.data import TaskPoolStrategy
 
+        pool = self.pools[pool_name]
         self.jobs += 1
         # One block per batch, so every map task has input from the start.
-        rows = batch_rows_for(requests.num_rows, len(pool.actors), self.batch_rows)
+        rows = batch_rows_for(requests.num_rows, len(pool.actors), pool.batch_rows)
         blocks = split_rows(requests, rows)
         # Tasks, not actors: Ray reuses idle worker processes for them, where a new actor pool
         # per job cost seconds of start-up per round. Two batches in flight per replica keep
@@ -92,7 +125,7 @@ class RayDataEngines:
             call_replica,
             fn_kwargs={
                 "actors": pool.actors,
-                "dispatcher": self.dispatchers[id(pool)],
+                "dispatcher": self.dispatchers[pool_name],
                 "method": method,
                 "call_args": call_args,
             },

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from pmpo_ray.config import EngineConfig, FrozenConfig, PromptFormat, RayConfig, ReplicaConfig
+from pmpo_ray.config import FrozenConfig, PromptFormat, RayConfig
+from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.tasks.config import TaskConfig
-
-
-class PoolConfig(FrozenConfig):
-    engine: EngineConfig = Field(
-        default_factory=EngineConfig, description="Engine of each replica."
-    )
-    replicas: ReplicaConfig = Field(
-        default_factory=ReplicaConfig, description="How many replicas and the resources of each."
-    )
 
 
 class SuiteTask(FrozenConfig):
@@ -40,12 +32,6 @@ class SuiteConfig(FrozenConfig):
         default_factory=PromptFormat, description="How prompts are rendered."
     )
     ray: RayConfig = Field(default_factory=RayConfig, description="Where Ray runs.")
-    batch_rows: int = Field(
-        64,
-        gt=0,
-        description="Most rows per Ray Data batch sent to one replica; smaller tables are cut "
-        "finer so every replica gets two batches.",
-    )
     evaluation: EvaluationConfig = Field(
         default_factory=EvaluationConfig, description="Held-out evaluation of every task."
     )

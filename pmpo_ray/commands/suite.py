@@ -1,0 +1,74 @@
+"""`pmpo suite CONFIG --out DIR`: optimize every task of a suite together on Ray.
+
+`python -m pipelines.optimize_suite --config CONFIG --out DIR` (the `ray job submit`
+entrypoint) takes the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("suite", help="optimize a suite of tasks on Ray")
+    parser.add_argument("config", type=Path, help="suite YAML (see pipelines/suites/)")
+    add_options(parser)
+    parser.set_defaults(run=run)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="results folder to create")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results in an existing folder"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an unfinished run from its last round"
+    )
+    parser.add_argument("--iterations", type=int, help="override every task's iterations")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted key, e.g. scorer.replicas.num_replicas=2",
+    )
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="then evaluate every task on its held-out split with the same warm engines",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pmpo_ray.api import optimize_suite
+
+    result = optimize_suite(
+        args.config,
+        out=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        evaluate=args.evaluate,
+        iterations=args.iterations,
+        overrides=dict(parse_override(item) for item in args.set),
+    )
+    if result.evaluation is not None:
+        from pmpo_ray.commands.evaluate import summary_table
+
+        print(summary_table(result.evaluation))
+    for task_id, row in result.summary.items():
+        print(
+            f"{task_id}: {row['initial_loss']:.4f} -> {row['best_loss']:.4f} ({row['stop_reason']})"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def parse_override(item: str) -> tuple[str, object]:
+    """'a.b=2' -> ('a.b', 2): the value is read as YAML, so numbers and lists keep their type."""
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. scorer.replicas.num_replicas=2")
+    return key.strip(), yaml.safe_load(value)

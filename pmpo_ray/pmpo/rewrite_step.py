@@ -1,0 +1,171 @@
+"""The rewrite round: sample rewrites of each population prompt from its hardest training
+examples, score every rewrite that passes vetting, then select; each one ends an iteration.
+
+A round is plan_generation -> take_generations -> take_scores. Each stage returns a frozen
+record of what it asked for, which the next stage reads back; nothing is kept between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from pmpo_ray.pmpo.config import OptimizerConfig
+from pmpo_ray.pmpo.loss import mean_loss
+from pmpo_ray.pmpo.next_round import after_iteration
+from pmpo_ray.pmpo.records import Budget, IterationRecord, RejectedRewrite
+from pmpo_ray.pmpo.rewrite import RESPONSE_PREFILL, extract_prompt, rewrite_request, vet_rewrite
+from pmpo_ray.pmpo.run_state import RunState
+from pmpo_ray.pmpo.select import Candidate, hard_cases, update_population
+from pmpo_ray.requests import generation_row
+from pmpo_ray.tasks.task import Task
+
+# How many tokens each text is for the scorer's model; the engine client provides it, so the
+# optimizer itself never loads a tokenizer.
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+
+@dataclass(frozen=True)
+class Rewriting:
+    """The generation stage: rewrite requests for each parent's hard cases."""
+
+    rows: tuple[dict, ...]  # GENERATE_REQUEST_SCHEMA rows
+    asked: dict[int, tuple[str, str]]  # request id -> (parent id, example id)
+    hard_cases: dict[str, tuple[str, ...]]  # parent id -> example ids, hardest first
+
+
+@dataclass(frozen=True)
+class Variants:
+    """The scoring stage: the rewrites that passed vetting, and why the others did not."""
+
+    hard_cases: dict[str, tuple[str, ...]]  # parent id -> example ids, hardest first
+    variants: tuple[Candidate, ...]  # loss NaN until scored
+    hard_case_of: dict[str, str]  # variant id -> example id it was rewritten from
+    rejected: tuple[RejectedRewrite, ...]
+
+    @property
+    def prompts(self) -> tuple[tuple[str, str], ...]:
+        """(candidate id, text) to score, in request order."""
+        return tuple((c.candidate_id, c.text) for c in self.variants)
+
+
+class RewriteStep:
+    kind = "candidate"  # the scoring rows' kind
+
+    def __init__(
+        self,
+        task: Task,
+        config: OptimizerConfig,
+        count_tokens: TokenCounter,
+        lap: Callable[[], float],
+    ):
+        self.task = task
+        self.config = config
+        self.count_tokens = count_tokens
+        self.lap = lap  # seconds since the last lap: an iteration's wall time
+        self.prefill = RESPONSE_PREFILL[config.meta_prompt]
+
+    def plan_generation(self, state: RunState) -> Rewriting:
+        rows, asked, hard = [], {}, {}
+        examples = {e.example_id: e for e in self.task.train}
+        for parent in state.population:
+            cases = hard_cases(state.example_losses[parent.candidate_id], self.config.hard_cases)
+            hard[parent.candidate_id] = tuple(cases)
+            for example_id in cases:
+                example = examples[example_id]
+                request = rewrite_request(
+                    self.config.meta_prompt,
+                    task_description=self.task.description or "(none given)",
+                    user_input=example.input,
+                    true_answer=example.target,
+                    mask_analysis=state.analyses[parent.candidate_id].text,
+                    current_prompt=parent.text,
+                )
+                asked[len(rows)] = (parent.candidate_id, example_id)
+                rows.append(self._request(len(rows), request, state.iteration))
+        return Rewriting(tuple(rows), asked, hard)
+
+    def _request(self, index: int, message: str, iteration: int) -> dict:
+        config = self.config
+        return generation_row(
+            index,
+            task_id=self.task.task_id,
+            # The meta-prompt is the user's message; no system prompt competes with it.
+            prompt="",
+            role="user",
+            user_input=message,
+            prefill=self.prefill,
+            n=config.rewrites_per_case,
+            temperature=config.temperature,
+            top_p=config.top_p if config.temperature > 0 else 1.0,
+            max_tokens=config.max_rewrite_tokens,
+            # Distinct per run seed, iteration and request, so reruns sample the same rewrites.
+            seed=config.seed * 1_000_003 + iteration * 1_000 + index,
+        )
+
+    def take_generations(
+        self, state: RunState, plan: Rewriting, texts: dict[int, list[str]]
+    ) -> Variants:
+        seen = set(state.scored_texts)
+        variants, rejected, hard_case_of = [], [], {}
+        by_id = {c.candidate_id: c for c in state.population}
+        lengths = self._prompt_lengths(texts)
+        for request_id, (parent_id, example_id) in plan.asked.items():
+            for output in texts.get(request_id, []):
+                vetted = vet_rewrite(
+                    output,
+                    current_prompt=by_id[parent_id].text,
+                    seen=seen,
+                    max_prompt_tokens=self.config.max_prompt_tokens,
+                    count_tokens=lengths.__getitem__,
+                )
+                if vetted.text is None:
+                    rejected.append(RejectedRewrite(parent_id, example_id, vetted.reason, output))
+                    continue
+                # Later samples of this round must not repeat it either.
+                seen.add(vetted.text.strip())
+                candidate_id = f"t{state.iteration}-c{len(variants)}"
+                variants.append(
+                    Candidate(candidate_id, vetted.text, float("nan"), parent_id, state.iteration)
+                )
+                hard_case_of[candidate_id] = example_id
+        return Variants(plan.hard_cases, tuple(variants), hard_case_of, tuple(rejected))
+
+    def _prompt_lengths(self, texts: dict[int, list[str]]) -> dict[str, int]:
+        """Token counts of every extractable prompt in one engine call, not one per output."""
+        extracted = {extract_prompt(output) for outputs in texts.values() for output in outputs}
+        distinct = sorted(text for text in extracted if text)
+        return dict(zip(distinct, self.count_tokens(distinct))) if distinct else {}
+
+    def take_scores(self, state: RunState, plan: Variants) -> RunState:
+        """`state` already holds the round's losses; select, record the iteration, go on."""
+        iteration = state.iteration
+        scored = tuple(
+            replace(c, loss=mean_loss(state.example_losses[c.candidate_id])) for c in plan.variants
+        )
+        before = state.population
+        population = update_population(before, scored, self.config.population_size)
+        improved = population[0].loss < before[0].loss
+        state = state.counted(wall_seconds=self.lap())
+        record = IterationRecord(
+            iteration=iteration,
+            parent_ids=tuple(c.candidate_id for c in before),
+            hard_cases=dict(plan.hard_cases),
+            analyses=tuple(state.analyses[c.candidate_id] for c in before),
+            candidates=before + scored,
+            hard_case_of=dict(plan.hard_case_of),
+            rejected=plan.rejected,
+            population=tuple(c.candidate_id for c in population),
+            best_loss=population[0].loss,
+            improved=improved,
+            budget=state.iteration_budget,
+        )
+        state = replace(
+            state,
+            population=population,
+            lineage={**state.lineage, **{c.candidate_id: c.parent_id for c in scored}},
+            scored_texts=state.scored_texts | {c.text.strip() for c in scored},
+            history=(*state.history, record),
+            iteration_budget=Budget(),
+        )
+        return after_iteration(state, self.config, self.task.initial_prompt)

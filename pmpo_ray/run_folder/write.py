@@ -1,0 +1,186 @@
+"""Write a run folder: a task folder all at once, the suite's final files, evaluation results.
+
+A task folder is written into a staging folder beside it and renamed into place, so a crash
+never leaves a half-written task; every other file is written atomically (temp file, rename).
+suite.json is written last: its presence marks a finished suite.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from pmpo_ray.pmpo.config import OptimizeJobConfig
+from pmpo_ray.pmpo.records import OptimizationResult
+from pmpo_ray.run_folder import layout
+from pmpo_ray.store import atomic_write_json, atomic_write_parquet, atomic_write_text
+
+HISTORY_SCHEMA = pa.schema(
+    [
+        ("iteration", pa.int64()),
+        ("candidate_id", pa.string()),
+        ("parent_id", pa.string()),
+        ("role", pa.string()),  # initial | parent | variant
+        ("hard_case", pa.string()),
+        ("text", pa.string()),
+        ("loss", pa.float64()),
+        ("kept", pa.bool_()),  # in the population after this iteration
+    ]
+)
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Fail before the optimization, not after: no folder in the way, its parent exists."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not overwrite:
+        raise ValueError(f"{run_dir} exists; choose another --out or pass --overwrite")
+    if not run_dir.parent.is_dir():
+        raise ValueError(f"{run_dir}: folder {run_dir.parent} does not exist")
+
+
+def write_task_run(
+    result: OptimizationResult,
+    run_dir: Path,
+    config: OptimizeJobConfig,
+    *,
+    overwrite: bool = False,
+) -> None:
+    """The task folder of `result`, with `config` (the task's own resolved job config) as its
+    config.yaml; an existing folder is replaced only with `overwrite`."""
+    run_dir = Path(run_dir)
+    if config.task.name != result.task_id:
+        raise ValueError(
+            f"{run_dir}: config is for task {config.task.name!r}, the result for {result.task_id!r}"
+        )
+    check_run_dir(run_dir, overwrite)
+    staging = Path(tempfile.mkdtemp(prefix=layout.staging_prefix(run_dir), dir=run_dir.parent))
+    old = staging.with_name(staging.name + ".old")
+    try:
+        pq.write_table(history_table(result), staging / layout.HISTORY)
+        iterations = [asdict(record) for record in result.history]
+        atomic_write_json(iterations, staging / layout.ITERATIONS)
+        atomic_write_json(asdict(result.best), staging / layout.BEST_PROMPT)
+        (staging / layout.BEST_PROMPT_TEXT).write_text(result.best.text + "\n", encoding="utf-8")
+        atomic_write_json(result_summary(result), staging / layout.RESULT)
+        config_text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+        (staging / layout.CONFIG).write_text(config_text, encoding="utf-8")
+        # The old folder steps aside, and comes back if the new one cannot move in.
+        if run_dir.exists():
+            run_dir.rename(old)
+        try:
+            staging.rename(run_dir)
+        except BaseException:
+            if old.exists():
+                old.rename(run_dir)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_suite_tasks(
+    out: Path, results: Sequence[OptimizationResult], configs: Sequence[OptimizeJobConfig]
+) -> None:
+    """Every task folder of a suite, tasks/<id>/, each with its own resolved config
+    (`task_job_config`); a folder left by an earlier attempt is replaced."""
+    if len(results) != len(configs):
+        raise ValueError(f"{out}: {len(results)} results but {len(configs)} task configs")
+    (Path(out) / layout.TASKS_DIR).mkdir(parents=True, exist_ok=True)
+    for result, config in zip(results, configs):
+        write_task_run(result, layout.task_dir(out, result.task_id), config, overwrite=True)
+
+
+def history_table(result: OptimizationResult) -> pa.Table:
+    """history.parquet: the initial prompt, then every candidate of every iteration."""
+    rows = [
+        {
+            "iteration": 0,
+            "candidate_id": result.initial.candidate_id,
+            "parent_id": None,
+            "role": "initial",
+            "hard_case": None,
+            "text": result.initial.text,
+            "loss": result.initial.loss,
+            "kept": True,
+        }
+    ]
+    for record in result.history:
+        parents = set(record.parent_ids)
+        for candidate in record.candidates:
+            rows.append(
+                {
+                    "iteration": record.iteration,
+                    "candidate_id": candidate.candidate_id,
+                    "parent_id": candidate.parent_id,
+                    "role": "parent" if candidate.candidate_id in parents else "variant",
+                    "hard_case": record.hard_case_of.get(candidate.candidate_id),
+                    "text": candidate.text,
+                    "loss": candidate.loss,
+                    "kept": candidate.candidate_id in record.population,
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=HISTORY_SCHEMA)
+
+
+def result_summary(result: OptimizationResult) -> dict:
+    """result.json."""
+    return {
+        "task_id": result.task_id,
+        "seed": result.seed,
+        "initial_loss": result.initial.loss,
+        "best_loss": result.best.loss,
+        "best_candidate": result.best.candidate_id,
+        "iterations": len(result.history),
+        "stop_reason": result.stop_reason,
+        "budget": asdict(result.budget),
+        "lineage": result.lineage,
+    }
+
+
+def suite_summary(results: Sequence[OptimizationResult]) -> dict:
+    """suite.json: task id -> losses, iterations, stop reason, best prompt and budget."""
+    return {
+        result.task_id: {
+            "initial_loss": result.initial.loss,
+            "best_loss": result.best.loss,
+            "iterations": len(result.history),
+            "stop_reason": result.stop_reason,
+            "best_prompt": result.best.text,
+            "budget": asdict(result.budget),
+        }
+        for result in results
+    }
+
+
+def write_suite_summary(out: Path, config: dict, results: Sequence[OptimizationResult]) -> dict:
+    """The suite's own config.yaml (the whole suite config), then suite.json; returns the
+    summary. Call it after every task folder is written."""
+    out = Path(out)
+    summary = suite_summary(results)
+    atomic_write_text(yaml.safe_dump(config, sort_keys=False), out / layout.CONFIG)
+    atomic_write_json(summary, layout.suite_summary_path(out))
+    return summary
+
+
+def write_evaluation(task_dir: Path, evaluation: dict, predictions: pa.Table) -> None:
+    """A task's evaluation.json and predictions.parquet, each atomically."""
+    atomic_write_parquet(predictions, Path(task_dir) / layout.PREDICTIONS)
+    atomic_write_json(evaluation, Path(task_dir) / layout.EVALUATION)
+
+
+def remove_results(out: Path) -> list[Path]:
+    """Remove what `layout.result_paths` lists (a link is removed, never followed); returns it."""
+    paths = layout.result_paths(out)
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return paths
