@@ -68,6 +68,12 @@ class EngineSettings(FrozenConfig):
         description="Upper bound on the tokens of one forward batch; prompt logprobs hold "
         "a vocabulary-sized row per token, so this bounds memory.",
     )
+    prefix_sharing: bool = Field(
+        True,
+        description="Compute a token prefix shared by several scoring rows (chat template and "
+        "candidate prompt; a whole context for the answers of one example) once; false scores "
+        "every row from scratch (for comparison and debugging; same numbers).",
+    )
 
     def gpus_per_engine(self) -> int:
         """GPUs one engine spans (more than one: a tensor-parallel placement group)."""

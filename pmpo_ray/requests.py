@@ -36,7 +36,9 @@ SCORE_RESULT_FIELDS = [
     pa.field("logprob_sum", pa.float64()),
     pa.field("n_tokens", pa.int64()),
     pa.field("is_greedy", pa.bool_()),
-    pa.field("n_input_tokens", pa.int64()),  # context + continuation: what the pass cost
+    pa.field("n_input_tokens", pa.int64()),  # context + continuation: what a naive pass costs
+    # what the engine actually computed: less when a shared prefix was computed once
+    pa.field("n_computed_tokens", pa.int64()),
 ]
 TOKEN_LOGPROBS_FIELD = pa.field("token_logprobs", pa.list_(pa.float32()))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pmpo_ray.engines.scoring import TokenScores
 from pmpo_ray.engines.tokenization import EncodedRequest
 
 
@@ -25,7 +26,7 @@ class FakeTokenScorer:
         for request in batch:
             positions = range(request.n_context, len(request.token_ids))
             logprobs = np.array([token_value(request.token_ids[p], p) for p in positions])
-            results.append((logprobs, logprobs > -1.0))
+            results.append(TokenScores(logprobs, logprobs > -1.0, len(request.token_ids)))
         return results[:-1] if self.drop_last else results
 
 
@@ -72,6 +73,7 @@ class FakeEngine:
             .append_column("n_tokens", pa.array(n_tokens, pa.int64()))
             .append_column("is_greedy", pa.array([False] * len(rows)))
             .append_column("n_input_tokens", pa.array(n_input, pa.int64()))
+            .append_column("n_computed_tokens", pa.array(n_input, pa.int64()))
         )
 
     def generate(self, requests):

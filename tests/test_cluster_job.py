@@ -86,10 +86,21 @@ def stop(head):
         pass
 
 
+def submit_job(command: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """`ray job submit`, retried while the head's job agent has not registered yet: the
+    dashboard answers `ray job list` a little before the agent on its node takes jobs."""
+    deadline = time.time() + timeout
+    while True:
+        submit = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=ENV)
+        if "No available agent" not in submit.stderr or time.time() > deadline:
+            return submit
+        time.sleep(3)
+
+
 def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
     out = tmp_path / "tiny"
     job_id = f"pmpo-test-{uuid.uuid4().hex[:8]}"
-    submit = subprocess.run(
+    submit = submit_job(
         [
             RAY,
             "job",
@@ -116,11 +127,7 @@ def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
             "evaluation.max_examples=6",
             "--set",
             "evaluation.max_answer_tokens=32",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=ENV,
+        ]
     )
     assert submit.returncode == 0, submit.stderr
     status = wait_for_job(ray_head, job_id)
@@ -136,7 +143,7 @@ def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
     assert (out / "tasks" / "navigate" / "history.parquet").exists()
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert rounds and all(0 <= r["scorer_busy_fraction"] <= 1.0 + 1e-6 for r in rounds)
-    assert all(r["scoring_tokens"] > 0 for r in rounds)
+    assert all(0 < r["scoring_tokens_computed"] <= r["scoring_tokens"] for r in rounds)
     check_evaluation_and_report(out)
 
 

@@ -29,14 +29,15 @@ def test_batches_are_long_first_within_budget_and_cover_every_row():
         assert len(batch) == 1 or len(batch[0].token_ids) * len(batch) <= 60
 
 
-def test_results_come_back_in_input_order_exactly_once():
+@pytest.mark.parametrize("share_prefixes", [False, True], ids=["long-first", "prefix-order"])
+def test_results_come_back_in_input_order_exactly_once(share_prefixes):
     lengths = list(range(3, 40))
     random.Random(0).shuffle(lengths)
     requests = encoded(lengths)
     scorer = FakeTokenScorer()
-    results = score_encoded(requests, scorer, max_batch_tokens=64)
+    results = score_encoded(requests, scorer, max_batch_tokens=64, share_prefixes=share_prefixes)
     assert len(scorer.batches) > 1
-    for request, (logprobs, _) in zip(requests, results):
+    for request, (logprobs, _, _) in zip(requests, results):
         expected = [
             token_value(request.token_ids[p], p)
             for p in range(request.n_context, len(request.token_ids))

@@ -64,6 +64,14 @@ def add_parser(subparsers) -> None:
         help="drop context tokens from the left instead of failing on long rows",
     )
     parser.add_argument(
+        "--no-prefix-sharing",
+        dest="prefix_sharing",
+        action="store_false",
+        default=None,
+        help="score every row from scratch instead of computing a shared prompt prefix once "
+        "(same numbers; for comparison and debugging)",
+    )
+    parser.add_argument(
         "--replicas",
         type=int,
         help="score through this many Ray engine replicas instead of in-process",
@@ -78,6 +86,7 @@ def scoring_config(args: argparse.Namespace) -> ScoringConfig:
         "prompt_format.role": args.role,
         "prompt_format.truncate_left": args.truncate_left,
         "replicas.num_replicas": args.replicas,
+        "engine.prefix_sharing": args.prefix_sharing,
     }
     return load_config(ScoringConfig, args.config, **overrides)
 

@@ -1,11 +1,15 @@
 """transformers backend: the reference the vLLM numbers are checked against.
 
 Scoring is one padded forward pass per batch and a log-softmax over the positions that
-predict continuation tokens. Generation uses `model.generate` with a per-request seed.
+predict continuation tokens. With prefix sharing, rows that open with the same tokens (a
+candidate's chat template and prompt) are grouped: the shared prefix is run once, and the rows'
+tails are scored in batches against copies of its KV cache. Generation uses `model.generate`
+with a per-request seed.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal, Sequence
 
 import pyarrow as pa
@@ -14,8 +18,12 @@ from pydantic import Field
 from pmpo_ray.config import EngineSettings, PromptFormat
 from pmpo_ray.engines.generation import Sample, generation_rows, prompt_token_ids
 from pmpo_ray.engines.models import resolve_model_path
-from pmpo_ray.engines.scoring import TokenScores, score_table
+from pmpo_ray.engines.prefix_sharing import prefix_groups
+from pmpo_ray.engines.scoring import TokenScores, long_first_batches, score_table
 from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
+
+# Shorter shared prefixes are not worth a separate pass and a cache copy.
+MIN_SHARED_PREFIX = 16
 
 
 class HfConfig(EngineSettings):
@@ -50,39 +58,103 @@ class HfEngine:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return count_tokens(self.tokenizer, texts)
 
-    def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
+    def score(
+        self,
+        requests: pa.Table,
+        with_token_logprobs: bool = False,
+        *,
+        share_prefixes: bool | None = None,
+    ) -> pa.Table:
+        """Score every row; `share_prefixes` (default: the config's prefix_sharing) says
+        whether a prefix shared by several rows is computed once."""
+        share = self.config.prefix_sharing if share_prefixes is None else share_prefixes
         return score_table(
             requests,
             tokenizer=self.tokenizer,
-            token_scorer=self._token_scores,
+            token_scorer=partial(self._token_scores, share=share),
             max_len=self.config.model.max_model_len,
             max_batch_tokens=self.config.max_batch_tokens,
             truncate_left=self.prompt_format.truncate_left,
             with_token_logprobs=with_token_logprobs,
+            share_prefixes=share,
         )
 
-    def _token_scores(self, batch: Sequence[EncodedRequest]) -> list[TokenScores]:
+    def _token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
+        if not share:
+            return self._score_rows(batch, prefix_len=0, cache=None)
+        groups = prefix_groups(batch, MIN_SHARED_PREFIX)
+        # Rows that share nothing worth a cache are scored together, as without sharing.
+        alone = [members[0] for shared, members in groups if not shared]
+        groups = [group for group in groups if group[0]] + ([(0, alone)] if alone else [])
+        results: list[TokenScores | None] = [None] * len(batch)
+        for prefix_len, members in groups:
+            by_row = {batch[i].row: i for i in members}
+            cache = self._prefix_cache(batch[members[0]].token_ids[:prefix_len])
+            # Sub-batches bound the padded tails, as the whole batch is bounded without sharing.
+            budget = self.config.max_batch_tokens
+            for part in long_first_batches([batch[i] for i in members], budget, prefix_len):
+                for request, scores in zip(part, self._score_rows(part, prefix_len, cache)):
+                    results[by_row[request.row]] = scores
+            if prefix_len:  # the prefix was computed once, for the group's first row
+                first = members[0]
+                results[first] = results[first]._replace(
+                    computed=results[first].computed + prefix_len
+                )
+        return results  # type: ignore[return-value]
+
+    def _prefix_cache(self, prefix: Sequence[int]):
+        """The KV cache of `prefix` (None for an empty one)."""
         import torch
 
-        width = max(len(r.token_ids) for r in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, request in enumerate(batch):  # right padding keeps positions 0..n-1 exact
-            ids[i, : len(request.token_ids)] = torch.tensor(request.token_ids)
-            mask[i, : len(request.token_ids)] = 1
+        if not prefix:
+            return None
         with torch.inference_mode():
-            logits = self.model(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
-            ).logits.float()
+            ids = torch.tensor([list(prefix)], device=self.device)
+            # Only the cache is wanted: skip the vocabulary projection of all but one position.
+            return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+
+    def _score_rows(
+        self, batch: Sequence[EncodedRequest], prefix_len: int, cache
+    ) -> list[TokenScores]:
+        """One padded forward pass over the rows' tokens after `prefix_len`, reading the
+        prefix from `cache` (a copy of it: a forward pass appends to the cache it is given)."""
+        import copy
+
+        import torch
+
+        tails = [r.token_ids[prefix_len:] for r in batch]
+        width = max(len(tail) for tail in tails)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for i, tail in enumerate(tails):  # right padding keeps every real position exact
+            ids[i, : len(tail)] = torch.tensor(tail)
+            mask[i, prefix_len : prefix_len + len(tail)] = 1
+        inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if cache is not None:
+            rows_cache = copy.deepcopy(cache)
+            rows_cache.batch_repeat_interleave(len(batch))
+            positions = torch.arange(prefix_len, prefix_len + width).expand(len(batch), -1)
+            inputs.update(past_key_values=rows_cache, position_ids=positions.to(self.device))
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits.float()
         results = []
         for i, request in enumerate(batch):
-            # Position p predicts token p+1: continuation tokens n_context.. are read at p-1.
-            positions = torch.arange(request.n_context - 1, len(request.token_ids) - 1)
+            # Position p predicts token p+1: continuation tokens n_context.. are read at p-1,
+            # which is row p - 1 - prefix_len of this pass (the prefix ends before n_context-1).
+            start = request.n_context - 1 - prefix_len
+            positions = torch.arange(start, start + request.n_continuation)
             targets = torch.tensor(request.token_ids[request.n_context :])
             rows = torch.log_softmax(logits[i, positions.to(self.device)], dim=-1).cpu()
             logprobs = rows.gather(1, targets[:, None]).squeeze(1)
             greedy = rows.argmax(dim=-1) == targets
-            results.append((logprobs.double().numpy(), greedy.numpy().astype(bool)))
+            results.append(
+                TokenScores(
+                    logprobs.double().numpy(),
+                    greedy.numpy().astype(bool),
+                    len(request.token_ids) - prefix_len,
+                )
+            )
         return results
 
     def generate(self, requests: pa.Table) -> pa.Table:

@@ -1,18 +1,19 @@
 """What every scoring backend shares: validate, encode, batch long-first, restore order.
 
-A backend only supplies `token_scores(batch) -> [(logprobs, greedy_flags)]` for the
-continuation tokens of each encoded request; everything that could silently lose or reorder a
+A backend only supplies `token_scores(batch) -> [TokenScores]` for the continuation tokens of
+each encoded request (and how many tokens it actually computed for it); everything that could silently lose or reorder a
 row lives here, once, and is tested without an engine.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from pmpo_ray.engines.chat import render_rows
+from pmpo_ray.engines.prefix_sharing import prefix_ordered_batches
 from pmpo_ray.engines.tokenization import EncodedRequest, encode_pair, fit_to_window
 from pmpo_ray.requests import (
     REQUIRED_SCORE_COLUMNS,
@@ -21,7 +22,14 @@ from pmpo_ray.requests import (
     check_columns,
 )
 
-TokenScores = tuple[np.ndarray, np.ndarray]  # (logprob per continuation token, is-argmax)
+
+class TokenScores(NamedTuple):
+    logprobs: np.ndarray  # one per continuation token
+    greedy: np.ndarray  # whether each continuation token was the argmax
+    computed: int  # tokens the forward pass ran for this row (less than all of them when a
+    # prefix computed for another row was reused)
+
+
 TokenScorer = Callable[[Sequence[EncodedRequest]], list[TokenScores]]
 
 
@@ -60,9 +68,10 @@ def encode_table(
 
 
 def long_first_batches(
-    requests: Sequence[EncodedRequest], max_batch_tokens: int
+    requests: Sequence[EncodedRequest], max_batch_tokens: int, skip: int = 0
 ) -> list[list[EncodedRequest]]:
-    """Sort by length (longest first) and cut batches at a padded-token budget.
+    """Sort by length (longest first) and cut batches at a padded-token budget; `skip` leading
+    tokens of every row do not count (a shared prefix read from a cache).
 
     Longest first means the first batch shows the worst-case memory at once, and padding
     inside each batch stays small because neighbours have similar lengths.
@@ -71,7 +80,7 @@ def long_first_batches(
     batches: list[list[EncodedRequest]] = []
     current: list[EncodedRequest] = []
     for request in ordered:
-        padded = len(current[0].token_ids) * (len(current) + 1) if current else 0
+        padded = (len(current[0].token_ids) - skip) * (len(current) + 1) if current else 0
         if current and padded > max_batch_tokens:
             batches.append(current)
             current = []
@@ -82,16 +91,22 @@ def long_first_batches(
 
 
 def score_encoded(
-    requests: Sequence[EncodedRequest], token_scorer: TokenScorer, max_batch_tokens: int
+    requests: Sequence[EncodedRequest],
+    token_scorer: TokenScorer,
+    max_batch_tokens: int,
+    share_prefixes: bool = False,
 ) -> list[TokenScores]:
-    """Run the backend over long-first batches and hand results back in input order."""
+    """Run the backend over batches and hand results back in input order. Batches are
+    long-first, or with `share_prefixes` in token order, so rows sharing a prefix meet."""
     results: list[TokenScores | None] = [None] * len(requests)
     position = {request.row: index for index, request in enumerate(requests)}
-    for batch in long_first_batches(requests, max_batch_tokens):
+    cut = prefix_ordered_batches if share_prefixes else long_first_batches
+    for batch in cut(requests, max_batch_tokens):
         scores = token_scorer(batch)
         if len(scores) != len(batch):
             raise RuntimeError(f"backend returned {len(scores)} results for {len(batch)} requests")
-        for request, (logprobs, greedy) in zip(batch, scores):
+        for request, row_scores in zip(batch, scores):
+            logprobs = row_scores.logprobs
             index = position[request.row]
             if results[index] is not None:
                 raise RuntimeError(f"row {request.row} scored twice")
@@ -100,7 +115,7 @@ def score_encoded(
                     f"row {request.row}: {len(logprobs)} logprobs for "
                     f"{request.n_continuation} continuation tokens"
                 )
-            results[index] = (logprobs, greedy)
+            results[index] = row_scores
     missing = [requests[i].row for i, result in enumerate(results) if result is None]
     if missing:
         raise RuntimeError(f"rows {missing[:10]} never came back from the backend")
@@ -113,17 +128,18 @@ def attach_scores(
     scores: Sequence[TokenScores],
     with_token_logprobs: bool,
 ) -> pa.Table:
-    """The request rows plus logprob_sum, n_tokens, is_greedy, n_input_tokens (and per-token
-    values)."""
-    logprob_sum = [float(np.sum(logprobs, dtype=np.float64)) for logprobs, _ in scores]
-    n_tokens = [len(logprobs) for logprobs, _ in scores]
-    is_greedy = [bool(np.all(greedy)) for _, greedy in scores]
+    """The request rows plus logprob_sum, n_tokens, is_greedy, n_input_tokens,
+    n_computed_tokens (and per-token values)."""
+    logprob_sum = [float(np.sum(s.logprobs, dtype=np.float64)) for s in scores]
+    n_tokens = [len(s.logprobs) for s in scores]
+    is_greedy = [bool(np.all(s.greedy)) for s in scores]
     n_input = [len(request.token_ids) for request in encoded]
-    columns = [logprob_sum, n_tokens, is_greedy, n_input]
+    computed = [s.computed for s in scores]
+    columns = [logprob_sum, n_tokens, is_greedy, n_input, computed]
     for field, values in zip(SCORE_RESULT_FIELDS, columns):
         table = table.append_column(field, pa.array(values, type=field.type))
     if with_token_logprobs:
-        values = [np.asarray(logprobs, dtype=np.float32).tolist() for logprobs, _ in scores]
+        values = [np.asarray(s.logprobs, dtype=np.float32).tolist() for s in scores]
         table = table.append_column(
             TOKEN_LOGPROBS_FIELD, pa.array(values, type=TOKEN_LOGPROBS_FIELD.type)
         )
@@ -139,7 +155,8 @@ def score_table(
     max_batch_tokens: int,
     truncate_left: bool = False,
     with_token_logprobs: bool = False,
+    share_prefixes: bool = False,
 ) -> pa.Table:
     encoded = encode_table(table, tokenizer, max_len, truncate_left)
-    scores = score_encoded(encoded, token_scorer, max_batch_tokens)
+    scores = score_encoded(encoded, token_scorer, max_batch_tokens, share_prefixes)
     return attach_scores(table, encoded, scores, with_token_logprobs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import Literal, Sequence
 
 import numpy as np
@@ -36,6 +37,12 @@ class VllmConfig(EngineSettings):
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine is sharded over.")
     enforce_eager: bool = Field(
         True, description="Skip graph capture/compilation (faster start, right for CPU)."
+    )
+    block_size: int | None = Field(
+        None,
+        ge=1,
+        description="KV cache block in tokens; prefix cache hits cover whole blocks. None: 32 "
+        "on CPU (vLLM's CPU default of 128 misses most prompt prefixes), vLLM's own on GPU.",
     )
 
     def gpus_per_engine(self) -> int:
@@ -72,6 +79,8 @@ class VllmEngine:
             tensor_parallel_size=config.tensor_parallel_size,
             gpu_memory_utilization=config.gpu_memory_utilization,
             max_num_batched_tokens=max(config.max_batch_tokens, config.model.max_model_len),
+            enable_prefix_caching=config.prefix_sharing,
+            **_block_size(config),
         )
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -84,25 +93,71 @@ class VllmEngine:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return count_tokens(self.tokenizer, texts)
 
-    def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
+    def score(
+        self,
+        requests: pa.Table,
+        with_token_logprobs: bool = False,
+        *,
+        share_prefixes: bool | None = None,
+    ) -> pa.Table:
+        """Score every row; `share_prefixes` (default: the config's prefix_sharing) says
+        whether a prefix shared by several rows is computed once."""
+        share = self.config.prefix_sharing if share_prefixes is None else share_prefixes
         return score_table(
             requests,
             tokenizer=self.tokenizer,
-            token_scorer=self._token_scores,
+            token_scorer=partial(self._token_scores, share=share),
             max_len=self.config.model.max_model_len,
             max_batch_tokens=self.config.max_batch_tokens,
             truncate_left=self.prompt_format.truncate_left,
             with_token_logprobs=with_token_logprobs,
+            share_prefixes=share,
         )
 
-    def _token_scores(self, batch: Sequence[EncodedRequest]) -> list[TokenScores]:
+    def _token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
+        if not share:
+            return self._prompt_logprobs(batch, read_cache=False)
+        # vLLM's V1 scheduler caches a block when it allocates it, so rows of one call already
+        # read the prefixes that rows scheduled with or before them compute (measured: as many
+        # cache hits as computing one row per prefix first, in one call instead of three).
+        results = self._prompt_logprobs(batch, read_cache=True)
+        # A hit that reached into the continuation (the same pair twice, or an answer that is
+        # the start of another) left some of its logprobs uncomputed: score those rows afresh.
+        stale = [i for i, scores in enumerate(results) if scores.logprobs is None]
+        for index, scores in zip(stale, self._prompt_logprobs([batch[i] for i in stale], False)):
+            results[index] = scores._replace(computed=scores.computed + results[index].computed)
+        return results
+
+    def _prompt_logprobs(
+        self, batch: Sequence[EncodedRequest], read_cache: bool
+    ) -> list[TokenScores]:
+        """Each row's continuation logprobs; None logprobs (with the tokens the pass still
+        computed) where the cache covered a continuation token, whose logprob was never
+        computed."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(max_tokens=1, prompt_logprobs=1, detokenize=False, temperature=0)
+        if not batch:
+            return []
+        params = SamplingParams(
+            max_tokens=1,
+            prompt_logprobs=1,
+            detokenize=False,
+            temperature=0,
+            skip_reading_prefix_cache=not read_cache,
+        )
         prompts = [TokensPrompt(prompt_token_ids=list(r.token_ids)) for r in batch]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [_continuation_scores(r, out.prompt_logprobs) for r, out in zip(batch, outputs)]
+        results = []
+        for request, output in zip(batch, outputs):
+            cached = output.num_cached_tokens or 0
+            # Token p's logprob comes from position p - 1: computed only when p - 1 >= cached.
+            if cached >= request.n_context:
+                results.append(TokenScores(None, None, len(request.token_ids) - cached))
+                continue
+            scores = _continuation_scores(request, output.prompt_logprobs)
+            results.append(scores._replace(computed=len(request.token_ids) - cached))
+        return results
 
     def generate(self, requests: pa.Table) -> pa.Table:
         from vllm import SamplingParams
@@ -139,11 +194,24 @@ def _engine_dtype(dtype: str) -> str:
     return "bfloat16" if torch.cuda.is_available() else "float32"
 
 
+def _block_size(config: VllmConfig) -> dict:
+    if config.block_size is not None:
+        return {"block_size": config.block_size}
+    import torch
+
+    return {} if torch.cuda.is_available() else {"block_size": 32}
+
+
 def _continuation_scores(request: EncodedRequest, prompt_logprobs) -> TokenScores:
-    logprobs = np.empty(request.n_continuation, dtype=np.float64)
-    greedy = np.empty(request.n_continuation, dtype=bool)
-    for offset, position in enumerate(range(request.n_context, len(request.token_ids))):
-        entry = prompt_logprobs[position][request.token_ids[position]]
-        logprobs[offset] = entry.logprob
-        greedy[offset] = entry.rank == 1
-    return logprobs, greedy
+    """Read the continuation counting from the end of the list: with a prefix cache hit, vLLM's
+    V1 runner leaves the cached rows uninitialized and its V2 GPU runner returns a shorter
+    list; the last `n_continuation` entries are the continuation's either way."""
+    n = request.n_continuation
+    tail = prompt_logprobs[len(prompt_logprobs) - n :]
+    continuation = request.token_ids[request.n_context :]
+    logprobs = np.empty(n, dtype=np.float64)
+    greedy = np.empty(n, dtype=bool)
+    for offset, (entry, token) in enumerate(zip(tail, continuation)):
+        logprobs[offset] = entry[token].logprob
+        greedy[offset] = entry[token].rank == 1
+    return TokenScores(logprobs, greedy, len(request.token_ids))

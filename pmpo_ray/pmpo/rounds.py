@@ -95,7 +95,8 @@ def run_rounds(
         for run, rows in zip(active, scored):
             run.take_scores(rows)
         stats["scoring_requests"] = sum(t.num_rows for t in requests)
-        stats["scoring_tokens"] = column_total(scored, "n_input_tokens")
+        stats["scoring_tokens"] = column_total(scored, "n_input_tokens")  # a naive scorer's
+        stats["scoring_tokens_computed"] = column_total(scored, "n_computed_tokens")
         stats["scoring_seconds"] = time.perf_counter() - started
         if on_round is not None:
             on_round(round_index, runs, stats)
