@@ -30,6 +30,18 @@ def free_port() -> int:
 @pytest.fixture
 def ray_head(tmp_path):
     gcs_port, dashboard_port = free_port(), free_port()
+    # Every agent gets its own free port: a local Ray another test keeps alive in this session
+    # holds the defaults (52365...), and a head whose job agent cannot bind takes no jobs.
+    agent_ports = [
+        f"--{flag}={free_port()}"
+        for flag in (
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+            "ray-client-server-port",
+        )
+    ]
     head = subprocess.Popen(
         [
             RAY,
@@ -43,6 +55,7 @@ def ray_head(tmp_path):
             "--num-cpus=2",
             "--num-gpus=0",
             "--disable-usage-stats",
+            *agent_ports,
         ],
         stdout=open(tmp_path / "head.log", "w"),
         stderr=subprocess.STDOUT,
