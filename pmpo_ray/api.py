@@ -67,11 +67,18 @@ def optimize_suite(
     evaluate: bool = False,
     iterations: int | None = None,
     overrides: Mapping[str, object] | None = None,
+    engines=None,
 ) -> SuiteResult:
     """Optimize every task of a suite together on shared engine pools in Ray (local unless
     the config or $RAY_ADDRESS names a cluster), writing checkpoints every round and a run
     folder per task under `out`; with `evaluate`, then evaluate every task on held-out data
-    with the same warm engines. `iterations` overrides every task's iterations."""
+    with the same warm engines. `iterations` overrides every task's iterations.
+
+    `overwrite` replaces `out`'s results only once the new run has finished (a failed run
+    leaves them as they were; `resume` continues it). `resume` continues an unfinished run of
+    the same config and data (more iterations allowed), or with `evaluate` a finished suite's
+    unfinished evaluation. `engines`: an open engine client to run on (left open), instead
+    of replica pools started on Ray."""
     config = as_config(SuiteConfig, suite, overrides)
     return run_suite(
         config,
@@ -80,6 +87,7 @@ def optimize_suite(
         overwrite=overwrite,
         evaluate=evaluate,
         iterations=iterations,
+        engines=engines,
     )
 
 
@@ -93,14 +101,16 @@ def evaluate(
 ) -> dict[str, dict]:
     """Score a run's initial, optimized and baseline prompts on every task's held-out split
     (and answer greedily for accuracy); writes evaluation.json and predictions.parquet per task
-    and returns task id -> evaluation. `engines` as in `optimize`; None loads the run's scorer
-    in this process."""
+    as each is done and returns task id -> evaluation. A task already evaluated with the same
+    settings is kept, so a second call finishes what a failed one left. `engines` as in
+    `optimize`; None loads the run's scorer in this process."""
     from pmpo_ray.engines.client import EngineClient, open_engines
     from pmpo_ray.engines.registry import PoolConfig
     from pmpo_ray.evaluation.evaluate_run import evaluate_run, with_overrides
-    from pmpo_ray.run_folder.read import read_run_folder
+    from pmpo_ray.run_folder.read import read_run_folder, require_finished
 
-    folder = read_run_folder(Path(run_dir))
+    require_finished(Path(run_dir))
+    folder = read_run_folder(Path(run_dir), evaluations=False)
     config: EvaluationConfig = with_overrides(
         folder.evaluation,
         max_examples=max_examples,

@@ -8,7 +8,10 @@ import logging
 import os
 import sys
 
+from pydantic import ValidationError
+
 from pmpo_ray.commands import evaluate, model, optimize, report, score, suite
+from pmpo_ray.config import format_validation_error
 
 COMMANDS = (score, optimize, suite, evaluate, model, report)
 
@@ -34,9 +37,42 @@ def run_command(name: str, run, args, quiet_engines: str = "WARNING") -> int:
     )
     try:
         return run(args)
-    except (ValueError, ModelNotFoundError) as error:
-        print(f"{name}: error: {error}", file=sys.stderr)
+    except ValidationError as error:  # a flag value checked by a config the command built
+        print(f"{name}: error: {flag_validation_message(error, args)}", file=sys.stderr)
         return 2
+    except Exception as error:
+        message, users = error_line(error, (ValueError, ModelNotFoundError))
+        print(f"{name}: error: {message}", file=sys.stderr)
+        return 2 if users else 1
+
+
+def error_line(error: Exception, user_errors: tuple) -> tuple[str, bool]:
+    """(one line, is it the user's error) for errors a command reports without a traceback:
+    the user's (bad input, also from inside a replica), a pool left without replicas, and
+    anything raised inside Ray (its root cause; the full trace in a log file). Anything else
+    is a bug: re-raised."""
+    from pmpo_ray.engines.ray_data_client import PoolDownError
+    from pmpo_ray.errors import ReplicaError, is_from_ray, one_line
+
+    if isinstance(error, user_errors) and not is_from_ray(error):  # Ray's wrapper of a
+        return str(error), True  # ValueError is a ValueError too, with pages of text
+    if isinstance(error, PoolDownError):
+        return str(error), False
+    if isinstance(error, ReplicaError) or is_from_ray(error):
+        return one_line(error), False
+    raise error
+
+
+def flag_validation_message(error: ValidationError, args: argparse.Namespace) -> str:
+    """A pydantic error as one line per field, each blamed on the flag of the same name
+    (`max_examples` -> `--max-examples`) when the user gave one."""
+    paths = {".".join(str(part) for part in item["loc"]) for item in error.errors()}
+    flags = {
+        path: "--" + path.rsplit(".", 1)[-1].replace("_", "-")
+        for path in paths
+        if getattr(args, path.rsplit(".", 1)[-1], None) is not None
+    }
+    return format_validation_error(error, "command line", flags)
 
 
 def main(argv: list[str] | None = None) -> int:

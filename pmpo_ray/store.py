@@ -1,26 +1,53 @@
-"""Write results so a crash never leaves a half-written file: temp file, then rename."""
+"""Write results so a crash never leaves a half-written file (temp file, then rename), check
+before the work that they can be written, and keep them somewhere when they still cannot."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+def check_writable(path: Path | str) -> None:
+    """Fail before hours of work, not after: `path` is a file to write, so it must not be a
+    folder, and its folder must exist and accept files."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; name a file to write")
+    probe_folder(path.parent if str(path.parent) else Path("."), what=str(path))
 
 
-def check_writable(path: Path) -> None:
-    """Fail before hours of work, not after: the folder must exist and accept files."""
-    folder = path.parent if str(path.parent) else Path(".")
+def check_writable_folder(folder: Path | str) -> None:
+    """`folder` is a results folder: an existing one must accept files; a new one is created
+    later, so the folder it goes into must exist and accept files."""
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: exists and is not a folder")
+        probe_folder(folder, what=str(folder))
+    else:
+        probe_folder(folder.parent if str(folder.parent) else Path("."), what=str(folder))
+
+
+def probe_folder(folder: Path, what: str) -> None:
+    """Create and remove a file in `folder`: permissions, read-only mounts and full disks all
+    show up here (os.access misses the last two, and says yes to root everywhere)."""
     if not folder.is_dir():
-        raise ValueError(f"{path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"{path}: folder {folder} is not writable")
+        raise ValueError(f"{what}: folder {folder} does not exist")
+    try:
+        probe = _create_beside(folder / ".pmpo-write-probe")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"{what}: folder {folder} is not writable ({reason})") from None
+    probe.unlink(missing_ok=True)
 
 
-def atomic_write_parquet(table: pa.Table, path: Path | str) -> None:
+def atomic_write_parquet(table, path: Path | str) -> None:
+    import pyarrow.parquet as pq  # pyarrow loads only when a table is written
+
     path = Path(path)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
@@ -36,11 +63,41 @@ def atomic_write_json(data: object, path: Path | str) -> None:
 
 def atomic_write(path: Path, write) -> None:
     """`write(tmp)` into a temporary file beside `path`, renamed onto it once complete."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    tmp = _create_beside(path)
     try:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_or_keep(target: Path, write: Callable[[Path], None], what: str) -> None:
+    """`write(target)`; when that fails, `write` into a fresh folder in the system temp dir
+    instead, so hours of results survive a full disk or a vanished folder, and raise a
+    ValueError that says where they are."""
+    try:
+        write(target)
+    except (OSError, ValueError) as error:
+        kept = Path(tempfile.mkdtemp(prefix="pmpo-unsaved-")) / target.name
+        try:
+            write(kept)
+        except (OSError, ValueError):
+            raise error from None
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ValueError(
+            f"{target}: cannot write the {what} ({reason}); it was saved to {kept} instead"
+        ) from None
+
+
+def _create_beside(path: Path) -> Path:
+    """A new, empty hidden file beside `path`. Created with mode 0666 so the umask applies,
+    as it does for open(); tempfile.mkstemp would make it 0600, and rename keeps that mode."""
+    for _ in range(100):
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{path}: no free temporary name beside it")

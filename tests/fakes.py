@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 
+from pmpo_ray.engines.replicas import EngineReplica
 from pmpo_ray.engines.scoring import TokenScores
 from pmpo_ray.engines.tokenization import EncodedRequest
 
@@ -113,22 +117,16 @@ def scripted_rewrites(context, seed, index):
     return f"Analysis. <prompt>Read carefully {seed % 1000}-{index}.</prompt>"
 
 
-class FakeReplica:
-    """An engine replica holding a FakeEngine: same actor methods as EngineReplica."""
+class FakeReplica(EngineReplica):
+    """An engine replica holding a FakeEngine, with an optional delay per call: the real
+    replica's actor methods (`call`, failover, work counting) around a scripted engine."""
 
     def __init__(self, engine=None, prompt_format=None, cpu_threads=1, delay_seconds=0.0):
-        import time
-
-        from pmpo_ray.engines.replicas import ReplicaStats
-
         self.engine = FakeEngine(scripted_rewrites)
-        self.stats = ReplicaStats()
+        self.engine.model_path = "fake"
         self.delay_seconds = delay_seconds
-        self._time = time
 
     def ready(self):
-        import os
-
         return f"fake@{os.getpid()}"
 
     def node_id(self):
@@ -137,29 +135,32 @@ class FakeReplica:
         return ray.get_runtime_context().get_node_id()
 
     def score(self, requests, with_token_logprobs=False):
-        started = self._time.perf_counter()
-        self._time.sleep(self.delay_seconds)
-        result = self.engine.score(requests)
-        self.stats.record(
-            started, requests.num_rows, sum(result.column("n_input_tokens").to_pylist())
-        )
-        return result
+        time.sleep(self.delay_seconds)
+        return self.engine.score(requests)
 
     def generate(self, requests):
-        started = self._time.perf_counter()
-        self._time.sleep(self.delay_seconds)
-        result = self.engine.generate(requests)
-        self.stats.record(started, requests.num_rows, sum(result.column("n_tokens").to_pylist()))
-        return result
-
-    def count_tokens(self, texts):
-        return self.engine.count_tokens(texts)
-
-    def get_stats(self):
-        return self.stats.as_dict()
+        time.sleep(self.delay_seconds)
+        return self.engine.generate(requests)
 
     def close(self):
         pass
+
+
+class SlowFakeReplica(FakeReplica):
+    """A FakeReplica taking a second per call: long enough to kill one in the middle of a call."""
+
+    def __init__(self, engine=None, prompt_format=None, cpu_threads=1):
+        super().__init__(engine, prompt_format, cpu_threads, delay_seconds=1.0)
+
+
+class FailingFakeReplica(FakeReplica):
+    """Scoring raises what the request's task id names: a user error or an engine bug."""
+
+    def score(self, requests, with_token_logprobs=False):
+        task_id = requests.column("task_id")[0].as_py()
+        if task_id == "too-long":
+            raise ValueError("task too-long, example 3: 2100 tokens, over the model's window")
+        raise RuntimeError("engine bug: shapes do not match")
 
 
 class PlacedFakeReplica(FakeReplica):

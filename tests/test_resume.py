@@ -99,10 +99,10 @@ def test_out_dir_rules(tmp_path):
     with pytest.raises(ValueError, match="exists"):
         prepare_out_dir(out, overwrite=False, resume=False)
     prepare_out_dir(out, overwrite=False, resume=True)  # unfinished: resumable
-    prepare_out_dir(out, overwrite=True, resume=False)
-    assert not (out / "state").exists() and not (out / "rounds.jsonl").exists()
-    assert (out / "notes.txt").read_text() == "mine"  # only the job's own results are removed
-    (out / "state").mkdir()
+    # --overwrite works beside the previous results, which stay until it finishes
+    assert prepare_out_dir(out, overwrite=True, resume=False) == out / ".overwrite-staging"
+    assert (out / "state").exists() and (out / "rounds.jsonl").exists()
+    assert (out / "notes.txt").read_text() == "mine"
     (out / "suite.json").write_text("{}")
     with pytest.raises(ValueError, match="already finished"):
         prepare_out_dir(out, overwrite=False, resume=True)

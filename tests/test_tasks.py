@@ -196,5 +196,6 @@ def test_aqua_label_matching_no_option_names_task_file_row_field(tmp_path):
     with pytest.raises(DataError) as error:
         load_task(config)
     assert str(error.value) == (
-        f"task 'aq': {path}: row 2: field 'correct' 'F' matches no option label ['A', 'B']"
+        f"task 'aq': {path}: row 2: field 'correct' 'F' matches no option label ['A', 'B']; "
+        "to leave out rows like this, set `invalid_rows: skip` in the task config"
     )

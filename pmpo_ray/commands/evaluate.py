@@ -25,7 +25,11 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pmpo_ray.api import evaluate
+    from pmpo_ray.run_folder.layout import task_dirs
+    from pmpo_ray.store import check_writable_folder
 
+    for folder in task_dirs(args.run_dir)[1]:  # results go here: fail before the engine loads
+        check_writable_folder(folder)
     results = evaluate(
         args.run_dir,
         max_examples=args.max_examples,

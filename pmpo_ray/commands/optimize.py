@@ -7,6 +7,9 @@ from pathlib import Path
 
 from pmpo_ray.config import load_config
 from pmpo_ray.pmpo.config import OptimizeJobConfig
+from pmpo_ray.store import probe_folder, write_or_keep
+
+FLAGS = {"optimizer.iterations": "--iterations", "optimizer.seed": "--seed"}
 
 
 def add_parser(subparsers) -> None:
@@ -27,9 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from pmpo_ray.tasks.task import load_task
 
     overrides = {"optimizer.iterations": args.iterations, "optimizer.seed": args.seed}
-    config = load_config(OptimizeJobConfig, args.config, **overrides)
+    config = load_config(OptimizeJobConfig, args.config, flags=FLAGS, **overrides)
     task = load_task(config.task)  # bad data fails before an engine starts
     check_run_dir(args.out, args.overwrite)
+    # The run folder is staged beside --out and renamed into place, also with --overwrite.
+    probe_folder(args.out.parent, what=str(args.out))
     scorer = PoolConfig(engine=config.scorer)
     rewriter = PoolConfig(engine=config.rewriter) if config.rewriter else None
     with open_engines(scorer, rewriter, prompt_format=config.prompt_format) as client:
@@ -41,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
                 prompt_format=config.prompt_format,
                 on_round=progress.update,
             )
-    write_task_run(result, args.out, config, overwrite=args.overwrite)
+    write_or_keep(
+        args.out,
+        lambda folder: write_task_run(result, folder, config, overwrite=args.overwrite),
+        what="run folder",
+    )
     print(
         f"task {result.task_id}: training loss {result.initial.loss:.4f} -> {result.best.loss:.4f} "
         f"({len(result.history)} iterations, {result.stop_reason})"

@@ -10,14 +10,12 @@ import argparse
 import logging
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 
 from pmpo_ray.config import FrozenConfig, PromptFormat, RayConfig, ReplicaConfig, load_config
 from pmpo_ray.engines.registry import BACKENDS, EngineConfig, PoolConfig, default_engine_config
 from pmpo_ray.requests import score_requests
-from pmpo_ray.store import atomic_write_parquet, check_writable
+from pmpo_ray.store import atomic_write_parquet, check_writable, write_or_keep
 from pmpo_ray.tasks.example_files import load_examples
 
 log = logging.getLogger(__name__)
@@ -79,23 +77,41 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+# Each flag's dotted config key, so flag values override the YAML and errors name the flag.
+FLAG_KEYS = {
+    "backend": "engine.backend",
+    "model": "engine.model.name",
+    "role": "prompt_format.role",
+    "truncate_left": "prompt_format.truncate_left",
+    "replicas": "replicas.num_replicas",
+    "prefix_sharing": "engine.prefix_sharing",
+}
+FLAG_NAMES = {"prefix_sharing": "--no-prefix-sharing"}
+
+
 def scoring_config(args: argparse.Namespace) -> ScoringConfig:
-    overrides = {
-        "engine.backend": args.backend,
-        "engine.model.name": args.model,
-        "prompt_format.role": args.role,
-        "prompt_format.truncate_left": args.truncate_left,
-        "replicas.num_replicas": args.replicas,
-        "engine.prefix_sharing": args.prefix_sharing,
+    overrides = {key: getattr(args, dest) for dest, key in FLAG_KEYS.items()}
+    flags = {
+        key: FLAG_NAMES.get(dest, "--" + dest.replace("_", "-")) for dest, key in FLAG_KEYS.items()
     }
-    return load_config(ScoringConfig, args.config, **overrides)
+    return load_config(ScoringConfig, args.config, flags=flags, **overrides)
 
 
 def read_prompt(value: str) -> str:
-    path = Path(value)
-    if len(value) < 4096 and path.is_file():
+    """--prompt: the text of the file it names, else the text itself."""
+    path = Path(value).expanduser()
+    try:
+        names_a_file = path.is_file()
+    except (OSError, ValueError):  # too long to be a file name, or a NUL byte: it is text
+        names_a_file = False
+    if not names_a_file:
+        return value
+    try:
         return path.read_text(encoding="utf-8").strip()
-    return value
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--prompt {path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise ValueError(f"--prompt {path}: cannot read ({error.strerror})") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         kind="adhoc",
         role=config.prompt_format.role,
     )
+    from pmpo_ray.engines.scoring import check_rows_fit
+
+    check_rows_fit([requests], config.engine, config.prompt_format)  # before the engine loads
     with open_engines(
         PoolConfig(engine=config.engine, replicas=config.replicas),
         prompt_format=config.prompt_format,
@@ -120,12 +139,15 @@ def run(args: argparse.Namespace) -> int:
     ) as client:
         scored = client.score(requests)
     table = per_example_table(scored, examples)
-    atomic_write_parquet(table, args.out)
+    write_or_keep(args.out, lambda path: atomic_write_parquet(table, path), what="scores")
     print_summary(table, args.out)
     return 0
 
 
-def per_example_table(scored: pa.Table, examples) -> pa.Table:
+def per_example_table(scored, examples):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     ce_mean = pc.divide(
         pc.negate(scored.column("logprob_sum")), pc.cast(scored.column("n_tokens"), pa.float64())
     )
@@ -142,7 +164,9 @@ def per_example_table(scored: pa.Table, examples) -> pa.Table:
     )
 
 
-def print_summary(table: pa.Table, out: Path) -> None:
+def print_summary(table, out: Path) -> None:
+    import pyarrow.compute as pc
+
     print(f"{'example':>8}  {'tokens':>6}  {'ce/token':>9}  greedy")
     for row in table.select(["example_id", "n_tokens", "ce_mean", "is_greedy"]).to_pylist():
         print(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pmpo_ray.store import check_writable_folder
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("suite", help="optimize a suite of tasks on Ray")
@@ -41,16 +43,18 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = suite_config(args)  # a bad config or flag fails here, before Ray is imported
+    check_writable_folder(args.out)
+
     from pmpo_ray.api import optimize_suite
 
     result = optimize_suite(
-        args.config,
+        config,
         out=args.out,
         resume=args.resume,
         overwrite=args.overwrite,
         evaluate=args.evaluate,
         iterations=args.iterations,
-        overrides=dict(parse_override(item) for item in args.set),
     )
     if result.evaluation is not None:
         from pmpo_ray.commands.evaluate import summary_table
@@ -62,6 +66,26 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out}")
     return 0
+
+
+def suite_config(args: argparse.Namespace):
+    """The suite config with the `--set` values applied, and `--iterations` checked; errors
+    name the flag, not the YAML file."""
+    from pmpo_ray.config import as_config
+    from pmpo_ray.pmpo.config import OptimizerConfig
+    from pmpo_ray.suite.config import SuiteConfig
+
+    overrides, flags = {}, {}
+    for item in args.set:
+        key, value = parse_override(item)
+        overrides[key], flags[key] = value, f"--set {key}"
+    config = as_config(SuiteConfig, args.config, overrides, flags=flags)
+    if args.iterations is not None:  # applied to every task by the suite run itself
+        as_config(OptimizerConfig, {}, {"iterations": args.iterations}, flags=ITERATIONS_FLAG)
+    return config
+
+
+ITERATIONS_FLAG = {"iterations": "--iterations"}
 
 
 def parse_override(item: str) -> tuple[str, object]:

@@ -67,7 +67,7 @@ def open_engines(
 
     started_ray = connect_ray(ray or RayConfig())
     try:
-        client = _on_ray(scorer, rewriter, prompt_format)
+        client = _on_ray(scorer, rewriter, prompt_format, ray or RayConfig())
         try:
             yield client
         finally:
@@ -93,11 +93,17 @@ def _in_process(scorer: PoolConfig, rewriter: PoolConfig | None, prompt_format):
         raise
 
 
-def _on_ray(scorer: PoolConfig, rewriter: PoolConfig | None, prompt_format):
-    """Start the long-lived replica pools, then the client that routes jobs to them."""
+def _on_ray(scorer: PoolConfig, rewriter: PoolConfig | None, prompt_format, ray: RayConfig):
+    """Check that the pools fit the cluster, start the long-lived replica pools, then the
+    client that routes jobs to them."""
+    from pmpo_ray.engines.pool_plan import check_pools_fit
     from pmpo_ray.engines.ray_data_client import RayDataClient
     from pmpo_ray.engines.replicas import ReplicaPool
 
+    wanted = (
+        {"scorer": scorer, "rewriter": rewriter} if rewriter is not None else {"scorer": scorer}
+    )
+    check_pools_fit(wanted, wait_s=ray.wait_for_nodes_s)
     pools = []
     try:
         for config in (scorer, rewriter):

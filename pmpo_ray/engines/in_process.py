@@ -11,7 +11,7 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from pmpo_ray.engines.replicas import ReplicaStats
+from pmpo_ray.engines.dispatcher import ReplicaWork
 
 
 class InProcessClient:
@@ -22,7 +22,7 @@ class InProcessClient:
         self.engines = {"scorer": scorer}
         if rewriter is not None and rewriter is not scorer:
             self.engines["rewriter"] = rewriter
-        self.totals = {name: ReplicaStats() for name in self.engines}
+        self.totals = {name: ReplicaWork() for name in self.engines}
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return self._call("scorer", "score", requests, with_token_logprobs)

@@ -105,6 +105,19 @@ def resolve_model_path(config: ModelConfig) -> str:
     return _hub_snapshot(config.name, config.allow_download)
 
 
+def local_model_folder(config: ModelConfig) -> str | None:
+    """The model's folder on this machine, for checks before replicas start; None when it is
+    a hub id to be downloaded by the replicas. A model that can be neither found nor
+    downloaded raises ModelNotFoundError here, in one line, instead of inside every replica."""
+    is_hub_id = config.name != DEFAULT_MODEL and not Path(config.name).expanduser().is_dir()
+    if is_hub_id and config.allow_download:
+        try:
+            return _hub_snapshot(config.name, allow_download=False)
+        except ModelNotFoundError:
+            return None
+    return resolve_model_path(config)
+
+
 def _hub_snapshot(model_id: str, allow_download: bool) -> str:
     from huggingface_hub import snapshot_download
 

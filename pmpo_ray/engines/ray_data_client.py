@@ -1,9 +1,10 @@
 """The engine client over Ray: each call is a Ray Data job over a pool of long-lived replicas.
 
 Each `score` or `generate` call is one Ray Data job: the table becomes a dataset whose batches
-go to lightweight map tasks (no CPU reserved); each task borrows the least busy engine replica from a small
-dispatcher actor and runs its batch there. Engines never start here; they live in the pool for
-the whole job. Results are sorted back into request order and checked: every request
+go to lightweight map tasks (no CPU reserved); each task borrows the least busy live replica
+from the pool's dispatcher (engines/dispatcher.py) and runs its batch there; if that replica's
+process dies, the batch runs again on another. Engines never start here; they live in the pool
+for the whole job. Results are sorted back into request order and checked: every request
 answered, exactly once, in order.
 """
 
@@ -15,42 +16,78 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pmpo_ray.engines.dispatcher import first_line
 from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.row_chunks import reassemble, split_rows
+from pmpo_ray.errors import USER_ERROR_NAMES, ReplicaError, root_cause
 
 
-class ReplicaDispatcher:
-    """Lends replica indices, least busy first, so concurrent batches spread over replicas and
-    a replica stuck with long rows gets no more until the others catch up."""
+class PoolDownError(RuntimeError):
+    """A pool has no replica left to answer: its replicas died and did not come back."""
 
-    def __init__(self, count: int):
-        self.in_flight = [0] * count
-        self.served = [0] * count
 
-    def acquire(self) -> int:
-        index = min(range(len(self.in_flight)), key=lambda i: (self.in_flight[i], self.served[i]))
-        self.in_flight[index] += 1
-        self.served[index] += 1
-        return index
+def call_with_failover(pool_name: str, actors: list, dispatcher, method: str, *args):
+    """Run `method` on the least busy live replica; if that replica's process dies (or its
+    node leaves the cluster) during the call, run it again on another live one (or the
+    restarted one). A replica that raised an ordinary error is not retried: the error is the
+    answer."""
+    import ray
+    from ray.exceptions import RayActorError
 
-    def release(self, index: int) -> None:
-        self.in_flight[index] -= 1
+    while True:
+        lent = ray.get(dispatcher.acquire.remote())
+        if lent is None:
+            raise PoolDownError(pool_down_message(pool_name, ray.get(dispatcher.health.remote())))
+        index, node_id = lent
+        try:
+            result, work = wait_for_call(actors[index].call.remote(method, *args), node_id)
+        except (RayActorError, NodeLostError) as error:
+            ray.get(dispatcher.report_failure.remote(index, first_line(error)))
+            continue
+        except Exception as error:
+            dispatcher.release.remote(index)
+            cause = root_cause(error)
+            where = f"{pool_name} replica {index}"
+            dispatcher.record_error.remote(type(cause).__name__, str(cause), where)
+            raise
+        dispatcher.release.remote(index, work)
+        return result
 
-    def served_counts(self) -> list[int]:
-        return list(self.served)
+
+class NodeLostError(RuntimeError):
+    """The node of the replica a call waits on left the cluster."""
+
+
+def wait_for_call(ref, node_id: str | None, check_every_s: float = 5.0):
+    """The call's result; a call to a replica whose node is gone can wait forever for a
+    restart with nowhere to go, so the node is checked every few seconds."""
+    import ray
+
+    while True:
+        done, _ = ray.wait([ref], timeout=check_every_s)
+        if done:
+            return ray.get(ref)
+        if node_id is not None and not node_alive(node_id):
+            raise NodeLostError(f"its node {node_id[:8]} left the cluster")
+
+
+def node_alive(node_id: str) -> bool:
+    import ray
+
+    return any(node["NodeID"] == node_id and node["Alive"] for node in ray.nodes())
 
 
 def call_replica(
-    batch: pa.Table, *, actors: list, dispatcher, method: str, call_args: tuple
+    batch: pa.Table, *, pool_name: str, actors: list, dispatcher, method: str, call_args: tuple
 ) -> pa.Table:
-    """A Ray Data map_batches task: borrow the least busy replica, run the batch there."""
-    import ray
+    """A Ray Data map_batches task: one batch on one live replica of the pool."""
+    return call_with_failover(pool_name, actors, dispatcher, method, batch, *call_args)
 
-    index = ray.get(dispatcher.acquire.remote())
-    try:
-        return ray.get(getattr(actors[index], method).remote(batch, *call_args))
-    finally:
-        dispatcher.release.remote(index)
+
+def pool_down_message(pool_name: str, health: dict) -> str:
+    reasons = {**health["restarting"], **health["gone"]}
+    why = "; ".join(f"replica {index}: {reason}" for index, reason in sorted(reasons.items()))
+    return f"the {pool_name} pool has no live replica left of {health['replicas']} ({why})"
 
 
 class RayDataClient:
@@ -71,10 +108,6 @@ class RayDataClient:
         # moment ago frees its CPUs asynchronously, and the question is about configuration.
         reserved = sum(pool.reserved_cpus for pool in self.pools.values())
         check_free_cpu(ray.cluster_resources().get("CPU", 0.0) - reserved)
-        dispatcher = ray.remote(ReplicaDispatcher).options(num_cpus=0)
-        self.dispatchers = {
-            name: dispatcher.remote(len(pool.actors)) for name, pool in self.pools.items()
-        }
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return self._job("scorer", "score", requests, (with_token_logprobs,))
@@ -84,25 +117,21 @@ class RayDataClient:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Counted by a scorer replica: prompts are measured in the scorer model's tokens."""
-        import ray
-
-        return ray.get(self.pools["scorer"].actors[0].count_tokens.remote(list(texts)))
+        pool = self.pools["scorer"]
+        return call_with_failover("scorer", pool.actors, pool.dispatcher, "count_tokens", texts)
 
     def stats(self) -> dict[str, dict]:
-        """Per pool: replicas, and the calls, rows, tokens and busy seconds they summed."""
+        """Per pool: replicas, live replicas, and the calls, rows, tokens and busy seconds
+        they summed."""
         totals = {}
         for name, pool in self.pools.items():
             per_replica = pool.stats()
-            totals[name] = {"replicas": len(pool.actors)}
+            totals[name] = {"replicas": len(pool.actors), "live": pool.health()["live"]}
             for key in ("calls", "rows", "tokens", "busy_seconds"):
                 totals[name][key] = sum(stats[key] for stats in per_replica)
         return totals
 
     def close(self) -> None:
-        import ray
-
-        for dispatcher in self.dispatchers.values():
-            ray.kill(dispatcher)
         for pool in self.pools.values():
             pool.shutdown()
 
@@ -124,8 +153,9 @@ class RayDataClient:
         dataset = ray.data.from_arrow(blocks).map_batches(
             call_replica,
             fn_kwargs={
+                "pool_name": pool_name,
                 "actors": pool.actors,
-                "dispatcher": self.dispatchers[pool_name],
+                "dispatcher": pool.dispatcher,
                 "method": method,
                 "call_args": call_args,
             },
@@ -134,11 +164,36 @@ class RayDataClient:
             compute=TaskPoolStrategy(size=2 * len(pool.actors)),
             num_cpus=0,
         )
-        parts = [part for part in ray.get(dataset.to_arrow_refs()) if part.num_rows]
+        ray.get(pool.dispatcher.take_error.remote())  # a failed earlier job's is not ours
+        try:
+            parts = [part for part in ray.get(dataset.to_arrow_refs()) if part.num_rows]
+        except Exception as error:
+            clean = job_error(pool, pool_name, error)
+            if clean is error:
+                raise
+            raise clean from error
         if not parts:
             return reassemble(requests, [])
         result = pa.concat_tables(parts, promote_options="default")
         return reassemble(requests, [in_request_order(result, requests)])
+
+
+def job_error(pool: ReplicaPool, pool_name: str, error: Exception) -> Exception:
+    """The error a failed job raises: Ray Data wraps a task's error in pages of its own and
+    drops the error itself, so the replica's error is rebuilt from what the dispatcher
+    recorded (a ValueError stays one: the user's input), or the pool is down."""
+    import ray
+
+    health = pool.health()
+    if health["live"] == 0:
+        return PoolDownError(pool_down_message(pool_name, health))
+    recorded = ray.get(pool.dispatcher.take_error.remote())
+    if recorded is None:
+        return error
+    kind, message, where = recorded
+    if kind in USER_ERROR_NAMES:
+        return ValueError(message)
+    return ReplicaError(f"{kind} in {where}: {message}")
 
 
 def batch_rows_for(n_rows: int, n_replicas: int, most: int) -> int:

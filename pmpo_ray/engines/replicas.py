@@ -9,75 +9,111 @@ routes Arrow tables to warm actors.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from dataclasses import dataclass
 from typing import Sequence
 
 import pyarrow as pa
 
 from pmpo_ray.config import EngineSettings, PromptFormat, ReplicaConfig
+from pmpo_ray.engines.dispatcher import ReplicaDispatcher, ReplicaWork
 from pmpo_ray.engines.registry import build_engine
 
 log = logging.getLogger(__name__)
 
 
 class EngineReplica:
-    """Holds one engine; wrapped with `ray.remote` by `ReplicaPool.start`."""
+    """Holds one engine; wrapped with `ray.remote` by `ReplicaPool.start`.
+
+    Ray restarts a replica whose process dies (`ReplicaConfig.max_restarts`): `__init__` runs
+    again and loads a fresh engine. A replica whose engine died under it (vLLM's engine-core
+    process killed) ends its own process, so that Ray restarts it the same way.
+    """
 
     def __init__(self, engine: EngineSettings, prompt_format: PromptFormat, cpu_threads: int):
         import torch
 
         torch.set_num_threads(cpu_threads)
         self.engine = build_engine(engine, prompt_format)
-        self.stats = ReplicaStats()
+        watch_engine_processes()
 
     def ready(self) -> str:
         return self.engine.model_path
 
-    def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def call(self, method: str, *args) -> tuple[object, dict | None]:
+        """Run `score`, `generate` or `count_tokens`; return the result and the work it cost
+        (summed by the pool's dispatcher, which outlives this process)."""
         started = time.perf_counter()
-        result = self.engine.score(requests, with_token_logprobs)
-        self.stats.record(started, requests.num_rows, sum(result.column("n_tokens").to_pylist()))
-        return result
+        try:
+            result = getattr(self, method)(*args)
+        except Exception as error:
+            self._exit_if_engine_died(error)
+            raise
+        if not isinstance(result, pa.Table):
+            return result, None
+        work = ReplicaWork()
+        work.record(started, result.num_rows, sum(result.column("n_tokens").to_pylist()))
+        return result, work.as_dict()
+
+    def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
+        return self.engine.score(requests, with_token_logprobs)
 
     def generate(self, requests: pa.Table) -> pa.Table:
-        started = time.perf_counter()
-        result = self.engine.generate(requests)
-        self.stats.record(started, requests.num_rows, sum(result.column("n_tokens").to_pylist()))
-        return result
+        return self.engine.generate(requests)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.engine.count_tokens(texts)
 
-    def get_stats(self) -> dict:
-        return self.stats.as_dict()
-
     def close(self) -> None:
         self.engine.close()
 
+    def _exit_if_engine_died(self, error: Exception) -> None:
+        # Backends that can lose their engine while the process lives say so (optional method).
+        engine_died = getattr(self.engine, "engine_died", None)
+        if engine_died is not None and engine_died(error):
+            log.error("engine died (%s): ending this replica so that Ray restarts it", error)
+            os._exit(1)
 
-@dataclass
-class ReplicaStats:
-    """Work one replica did: what the busy fraction of a pool is computed from."""
 
-    calls: int = 0
-    rows: int = 0
-    tokens: int = 0
-    busy_seconds: float = 0.0
+def watch_engine_processes(interval_s: float = 2.0) -> None:
+    """End this replica when a process its engine started dies (vLLM runs its engine core and
+    workers in child processes): calls into such an engine can wait forever, and Ray restarts a
+    replica whose process ended. Engines without child processes are not watched."""
+    import contextlib
+    import threading
 
-    def record(self, started: float, rows: int, tokens: int) -> None:
-        self.calls += 1
-        self.rows += rows
-        self.tokens += tokens
-        self.busy_seconds += time.perf_counter() - started
+    import psutil
 
-    def as_dict(self) -> dict:
-        return {
-            "calls": self.calls,
-            "rows": self.rows,
-            "tokens": self.tokens,
-            "busy_seconds": self.busy_seconds,
-        }
+    children = psutil.Process().children(recursive=True)
+    if not children:
+        return
+
+    def gone(child) -> bool:
+        try:
+            return child.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            dead = [child.pid for child in children if gone(child)]
+            if dead:
+                log.error("engine process(es) %s died: ending this replica to be restarted", dead)
+                for child in children:  # the rest must not outlive it holding memory
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.kill()
+                os._exit(1)
+
+    threading.Thread(target=watch, name="engine-process-watch", daemon=True).start()
 
 
 def replica_env(engine: EngineSettings, replicas: ReplicaConfig) -> dict[str, str]:
@@ -107,6 +143,10 @@ def actor_options(engine: EngineSettings, replicas: ReplicaConfig) -> dict:
         "num_gpus": replicas.num_gpus if gpus == 1 else 0,
         "runtime_env": {"env_vars": replica_env(engine, replicas)},
         "max_concurrency": 1,
+        # A dead replica is restarted (its engine reloaded); its lost batch is not retried on
+        # it but sent to a live replica by the Ray Data client (ray_data_client.call_replica).
+        "max_restarts": replicas.max_restarts,
+        "max_task_retries": 0,
     }
     if gpus > 1:
         from ray.util.placement_group import placement_group
@@ -125,7 +165,8 @@ def actor_options(engine: EngineSettings, replicas: ReplicaConfig) -> dict:
 
 
 class ReplicaPool:
-    """N engine actors of one role (scorer or rewriter), started together and stopped together."""
+    """N engine actors of one role (scorer or rewriter), started together and stopped
+    together, with the dispatcher that lends them to batches and watches them restart."""
 
     def __init__(
         self,
@@ -134,7 +175,12 @@ class ReplicaPool:
         batch_rows: int = 64,
         placement_groups: Sequence = (),
         reserved_cpus: float = 0.0,
+        restart_timeout_s: float = 600.0,
+        node_ids: Sequence[str] | None = None,
     ):
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         if not actors:
             raise ValueError("a replica pool needs at least one actor")
         self.actors = actors
@@ -142,6 +188,14 @@ class ReplicaPool:
         self.reserved_cpus = reserved_cpus  # what the replicas hold of the cluster's CPUs
         # Killing an actor does not free its placement group: the pool removes them itself.
         self.placement_groups = list(placement_groups)
+        # On the driver's node: a dispatcher on a worker node would go down with that node
+        # and take the whole pool's bookkeeping with it.
+        driver_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), False)
+        self.dispatcher = (
+            ray.remote(ReplicaDispatcher)
+            .options(num_cpus=0, scheduling_strategy=driver_node)
+            .remote(actors, restart_timeout_s, node_ids=node_ids and list(node_ids))
+        )
 
     @classmethod
     def start(
@@ -167,17 +221,29 @@ class ReplicaPool:
             )
         paths = ray.get([actor.ready.remote() for actor in actors])
         log.info("%d replica(s) ready with model %s", len(actors), paths[0])
+        node_ids = ray.get([actor.node_id.remote() for actor in actors])
         return cls(
             actors,
             batch_rows=replicas.batch_rows,
             placement_groups=groups,
             reserved_cpus=replicas.num_cpus * replicas.num_replicas,
+            restart_timeout_s=replicas.restart_timeout_s,
+            node_ids=node_ids,
         )
 
     def stats(self) -> list[dict]:
+        """Per replica: the calls, rows, tokens and busy seconds of every call that returned,
+        across restarts."""
         import ray
 
-        return ray.get([actor.get_stats.remote() for actor in self.actors])
+        return ray.get(self.dispatcher.work_done.remote())
+
+    def health(self) -> dict:
+        """`replicas`, `live` (taking work now), and why the others are `restarting` or
+        `gone` (replica index -> reason)."""
+        import ray
+
+        return ray.get(self.dispatcher.health.remote())
 
     def shutdown(self) -> None:
         """Stop each engine cleanly (its engine-core process too), then the actors."""
@@ -189,6 +255,7 @@ class ReplicaPool:
             num_returns=len(self.actors),
             timeout=30,
         )
+        ray.kill(self.dispatcher)
         for actor in self.actors:
             ray.kill(actor)
         for group in self.placement_groups:

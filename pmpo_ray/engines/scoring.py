@@ -160,3 +160,20 @@ def score_table(
     encoded = encode_table(table, tokenizer, max_len, truncate_left)
     scores = score_encoded(encoded, token_scorer, max_batch_tokens, share_prefixes)
     return attach_scores(table, encoded, scores, with_token_logprobs)
+
+
+def check_rows_fit(tables: Sequence[pa.Table], engine, prompt_format) -> None:
+    """Every row fits the model's window, checked with the tokenizer alone (no engine): a
+    too-long row fails in seconds, in one line naming it, not inside a replica a minute
+    later. An engine whose model is not on this machine (downloaded by the replicas) is
+    checked there instead."""
+    from transformers import AutoTokenizer
+
+    from pmpo_ray.engines.models import local_model_folder
+
+    folder = local_model_folder(engine.model)
+    if folder is None:
+        return
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    for requests in tables:
+        encode_table(requests, tokenizer, engine.model.max_model_len, prompt_format.truncate_left)

@@ -90,6 +90,13 @@ class VllmEngine:
         if core is not None:
             core.shutdown()
 
+    def engine_died(self, error: BaseException) -> bool:
+        """True when `error` says the engine-core process is gone (this engine is unusable;
+        a replica holding it ends its process so that Ray restarts it)."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        return isinstance(error, EngineDeadError)
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return count_tokens(self.tokenizer, texts)
 
@@ -185,8 +192,8 @@ class VllmEngine:
 
 
 def _engine_dtype(dtype: str) -> str:
-    """auto: bfloat16 on GPUs; float32 on CPU, where bfloat16 drifts ~0.05 nats/token from the
-    float32 reference on the default model (measured) and the model is small enough not to care."""
+    """auto: bfloat16 on GPUs; float32 on CPU, where bfloat16 picked another best candidate on 2
+    of 4 BBH tasks (pipelines/bench_precision.py; README "Precision on CPU")."""
     if dtype != "auto":
         return dtype
     import torch

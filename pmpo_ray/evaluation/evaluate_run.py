@@ -1,11 +1,12 @@
 """Evaluate every task of a run folder on its held-out split, and write the results beside it.
 
-All tasks' held-out scoring requests go through one scoring call and all greedy answers
-through one generation call, exactly like an optimization round, so the same engines serve:
-a bare engine (`pmpo evaluate`) or the Ray Data fan-out over replica pools (the suite job).
-The run is a `RunFolder` record, read from its files (`pmpo evaluate`) or built from the
-results in memory (the suite job, right after writing them). Each task folder gets
-evaluation.json and predictions.parquet, written only once every task has been evaluated.
+Task by task: a task's held-out scoring requests go through one scoring call and its greedy
+answers through one generation call, so the same engines serve: a bare engine (`pmpo
+evaluate`) or the Ray Data fan-out over replica pools (the suite job). The run is a
+`RunFolder` record, read from its files (`pmpo evaluate`) or built from the results in memory
+(the suite job, right after writing them). Each task folder gets evaluation.json and
+predictions.parquet as soon as that task is done, so a failure keeps the finished tasks, and
+the next call keeps every task already evaluated on the same basis (evaluation/resume.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pmpo_ray.evaluation.heldout import (
     prompt_rows,
     score_metrics,
 )
+from pmpo_ray.evaluation.resume import BASIS, evaluation_basis, kept_evaluation
 from pmpo_ray.pmpo.loss import resolve_objective
 from pmpo_ray.pmpo.rounds import run_stage
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
@@ -64,51 +66,68 @@ def evaluate_run(
     """task id -> its evaluation.json content; writes the files into each task folder."""
     config = config or run.evaluation
     loaded = [eval_task(folder, config) for folder in run.tasks]  # bad data fails first
-    tasks = [task for task, _ in loaded]
-    role = run.prompt_format.role
+    results = {}
+    for folder, (task, n_train) in zip(run.tasks, loaded):
+        basis = evaluation_basis(folder, task, config)
+        kept = kept_evaluation(folder.path, basis)
+        if kept is not None:
+            print(f"task {task.task_id}: kept its evaluation (same settings and result)")
+            results[task.task_id] = kept
+            continue
+        evaluation, predictions = evaluate_task(
+            folder,
+            task,
+            n_train,
+            role=run.prompt_format.role,
+            config=config,
+            scorer=scorer,
+            generator=generator,
+        )
+        evaluation[BASIS] = basis
+        write_evaluation(folder.path, evaluation, predictions)
+        results[task.task_id] = evaluation
+    return results
+
+
+def evaluate_task(
+    folder: TaskFolder,
+    task: EvalTask,
+    n_train: int,
+    *,
+    role: str,
+    config: EvaluationConfig,
+    scorer,
+    generator,
+) -> tuple[dict, pa.Table]:
+    """One task's evaluation.json content and predictions table."""
     started = time.perf_counter()
     empty_scored = pa.table({"request_id": pa.array([], pa.int64())})
-    requests = [holdout_score_requests(task, role) for task in tasks]
-    scored = run_stage(requests, scorer.score, empty_scored)
-    answers = [answer_requests(task, role, config) for task in tasks]
+    [scored] = run_stage([holdout_score_requests(task, role)], scorer.score, empty_scored)
+    answers, keys = answer_requests(task, role, config)
     no_samples = GENERATE_RESULT_SCHEMA.empty_table()
-    generated = run_stage([table for table, _ in answers], generator.generate, no_samples)
+    [generated] = run_stage([answers], generator.generate, no_samples)
     seconds = time.perf_counter() - started
-
-    results, predictions = {}, {}
-    total_rows = sum(t.num_rows for t in requests) + sum(t.num_rows for t, _ in answers) or 1
-    for index, (task, n_train) in enumerate(loaded):
-        task_seconds = (
-            seconds * (requests[index].num_rows + answers[index][0].num_rows) / total_rows
-        )
-        graded = grade_answers(task, answers[index][1], generated[index])
-        rows = prompt_rows(task, score_metrics(task, scored[index]), graded, task_seconds)
-        folder = run.tasks[index]
-        results[task.task_id] = {
-            "task_id": task.task_id,
-            "format": task.format,
-            "answer_match": task.answer_match,
-            "n_train": n_train,
-            "n_heldout": len(task.examples),
-            "prompts": rows,
-            "training": {
-                "initial_loss": folder.initial_loss,
-                "best_loss": folder.best_loss,
-            },
-            "generation_counterfactual": generation_counterfactual(
-                task,
-                scored[index],
-                rows,
-                folder.candidates_scored,
-                n_train,
-                folder.training_cost.tokens_generated,
-            ),
-            "seconds": task_seconds,
-        }
-        predictions[task.task_id] = predictions_table(task, graded)
-    for folder, (task, _) in zip(run.tasks, loaded):
-        write_evaluation(folder.path, results[task.task_id], predictions[task.task_id])
-    return results
+    graded = grade_answers(task, keys, generated)
+    rows = prompt_rows(task, score_metrics(task, scored), graded, seconds)
+    evaluation = {
+        "task_id": task.task_id,
+        "format": task.format,
+        "answer_match": task.answer_match,
+        "n_train": n_train,
+        "n_heldout": len(task.examples),
+        "prompts": rows,
+        "training": {"initial_loss": folder.initial_loss, "best_loss": folder.best_loss},
+        "generation_counterfactual": generation_counterfactual(
+            task,
+            scored,
+            rows,
+            folder.candidates_scored,
+            n_train,
+            folder.training_cost.tokens_generated,
+        ),
+        "seconds": seconds,
+    }
+    return evaluation, predictions_table(task, graded)
 
 
 def with_overrides(config: EvaluationConfig, **overrides) -> EvaluationConfig:

@@ -73,3 +73,4 @@ class OptimizationResult:
     lineage: dict[str, str | None] = field(default_factory=dict)  # candidate -> parent
     budget: Budget = field(default_factory=Budget)
     stop_reason: str = ""
+    skipped_rows: dict[str, int] = field(default_factory=dict)  # invalid data rows, by reason

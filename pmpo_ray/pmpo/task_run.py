@@ -138,4 +138,5 @@ class TaskRun:
             lineage=dict(state.lineage),
             budget=state.budget,
             stop_reason=state.stop_reason,
+            skipped_rows=dict(self.task.skipped_rows),
         )

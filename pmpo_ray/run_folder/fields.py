@@ -15,6 +15,8 @@ def read_json(path: Path) -> dict:
         raise ValueError(f"{path}: missing") from None
     except OSError as error:
         raise ValueError(f"{path}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError as error:  # a damaged file: binary garbage instead of JSON
+        raise ValueError(f"{path}: not valid JSON (not UTF-8 at byte {error.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

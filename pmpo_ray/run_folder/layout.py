@@ -5,7 +5,8 @@ A task folder (`pmpo optimize --out`, or `tasks/<id>/` of a suite) holds the opt
 config.yaml, and once evaluated, evaluation.json and predictions.parquet. A suite folder holds
 state/round-NNNN.json checkpoints, rounds.jsonl, tasks/<id>/, then config.yaml and suite.json
 (written last: it marks a finished suite). Either may hold a report (report.md, report.html,
-report_files/).
+report_files/). A suite run with --overwrite works in .overwrite-staging/ (a whole suite folder
+of its own) until it finishes, then swaps its results in (run_folder/swap.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ SUITE_FOLDERS = (STATE_DIR, REPORT_FILES)
 # write_task_run stages a folder as tasks/.<id>.staging.XXXX before renaming it into place.
 STAGING_MARK = ".staging."
 
+# A suite run with --overwrite: its own suite folder inside `out`, so `out`'s results stay
+# whole until the new ones exist; a fixed name, so --resume finds it. The manifest, written
+# when the swap starts, lists what moves in, so a swap cut short can be finished.
+OVERWRITE_STAGING = ".overwrite-staging"
+SWAP_MANIFEST = ".swap-manifest.json"
+
 
 def task_dir(out: Path, task_id: str) -> Path:
     """tasks/<id>/ of a suite folder; the id must be one plain folder name, so no task can
@@ -77,6 +84,29 @@ def suite_summary_path(out: Path) -> Path:
     return Path(out) / SUITE_SUMMARY
 
 
+def overwrite_staging_dir(out: Path) -> Path:
+    return Path(out) / OVERWRITE_STAGING
+
+
+def swap_manifest_path(out: Path) -> Path:
+    return overwrite_staging_dir(out) / SWAP_MANIFEST
+
+
+def suite_unfinished(out: Path) -> bool:
+    """A suite whose optimization started (checkpoints exist, in `out` or in its --overwrite
+    staging) but never finished (no suite.json in `out`)."""
+    if suite_summary_path(out).exists():
+        return False
+    return state_dir(out).is_dir() or state_dir(overwrite_staging_dir(out)).is_dir()
+
+
+def unfinished_suite_error(out: Path) -> ValueError:
+    return ValueError(
+        f"{out}: the suite's optimization is unfinished (no suite.json); finish it with "
+        f"`pmpo suite CONFIG --out {out} --resume --evaluate`"
+    )
+
+
 def staging_prefix(run_dir: Path) -> str:
     return f".{run_dir.name}{STAGING_MARK}"
 
@@ -91,6 +121,8 @@ def task_dirs(run_dir: Path) -> tuple[str, tuple[Path, ...]]:
     # Hidden folders are staging leftovers of a crash (task names never start with a dot).
     found = (run_dir / TASKS_DIR).glob(f"*/{RESULT}")
     folders = tuple(sorted(p.parent for p in found if not p.parent.name.startswith(".")))
+    if not folders and suite_unfinished(run_dir):
+        raise unfinished_suite_error(run_dir)
     if not folders:
         raise ValueError(
             f"{run_dir}: not a run folder (no {RESULT} of a task, no {TASKS_DIR}/*/{RESULT} "
@@ -110,7 +142,7 @@ def result_paths(out: Path) -> list[Path]:
     out = Path(out)
     if not out.is_dir():
         return []
-    paths = [out / name for name in SUITE_FILES + SUITE_FOLDERS]
+    paths = [out / name for name in SUITE_FILES + SUITE_FOLDERS + (OVERWRITE_STAGING,)]
     for name in SUITE_FILES:  # atomic_write's temporaries: .NAME.XXXX.tmp
         paths += out.glob(f".{name}.*.tmp")
     tasks = out / TASKS_DIR

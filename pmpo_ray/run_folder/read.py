@@ -19,13 +19,16 @@ from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.evaluation_file import read_evaluation
 from pmpo_ray.run_folder.fields import checked, read_json
 from pmpo_ray.run_folder.records import Cost, Point, RunFolder, TaskFolder
+from pmpo_ray.run_folder.swap import finish_interrupted_swap
 
 
-def read_run_folder(path: Path) -> RunFolder:
-    """A single task's folder, or a suite's: its tasks in the suite's order (suite.json's)."""
+def read_run_folder(path: Path, *, evaluations: bool = True) -> RunFolder:
+    """A single task's folder, or a suite's: its tasks in the suite's order (suite.json's).
+    `evaluations` False leaves evaluation.json files unread (evaluating does not need them,
+    and redoes one that is damaged)."""
     path = Path(path)
     kind, folders = layout.task_dirs(path)
-    tasks = [read_task_folder(folder) for folder in folders]
+    tasks = [read_task_folder(folder, evaluations=evaluations) for folder in folders]
     if kind == "task":
         return RunFolder(path, kind, tuple(tasks))
     summary_path = layout.suite_summary_path(path)
@@ -34,7 +37,15 @@ def read_run_folder(path: Path) -> RunFolder:
     return RunFolder(path, kind, tuple(tasks), read_rounds(layout.rounds_log_path(path)))
 
 
-def read_task_folder(task_dir: Path) -> TaskFolder:
+def require_finished(path: Path) -> None:
+    """Refuse, in one line, a suite whose optimization has not finished; a swap an --overwrite
+    run left half done is finished first (it is a finished run)."""
+    finish_interrupted_swap(Path(path))
+    if layout.suite_unfinished(Path(path)):
+        raise layout.unfinished_suite_error(path)
+
+
+def read_task_folder(task_dir: Path, *, evaluations: bool = True) -> TaskFolder:
     task_dir = Path(task_dir)
     missing = [name for name in layout.TASK_REQUIRED if not (task_dir / name).is_file()]
     if missing:
@@ -71,7 +82,9 @@ def read_task_folder(task_dir: Path) -> TaskFolder:
         ),
         points=points,
         candidates_scored=candidates,
-        evaluation=read_evaluation(evaluation_path) if evaluation_path.exists() else None,
+        evaluation=read_evaluation(evaluation_path)
+        if evaluations and evaluation_path.exists()
+        else None,
     )
 
 

@@ -141,6 +141,7 @@ def result_summary(result: OptimizationResult) -> dict:
         "stop_reason": result.stop_reason,
         "budget": asdict(result.budget),
         "lineage": result.lineage,
+        "skipped_rows": result.skipped_rows,  # `invalid_rows: skip` (tasks/): rows left out
     }
 
 

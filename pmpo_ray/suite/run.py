@@ -1,25 +1,30 @@
 """Optimize a suite: every task together on shared engine pools in Ray, round by round.
 
-Data and config fail before any engine starts; the replica pools start once; each round sends
-all active tasks' generation requests through one Ray Data job and all scoring requests through
-another (pmpo/rounds.py); checkpoints are written after every round (suite/checkpoints.py);
-the run folder is written at the end (run_folder/), and evaluation reuses the warm engines and
-the in-memory results.
+Data, config and a resumed run's checkpoint fail before any engine starts; the replica pools
+start once; each round sends all active tasks' generation requests through one Ray Data job
+and all scoring requests through another (pmpo/rounds.py); checkpoints are written after
+every round (suite/checkpoints.py); the run folder is written at the end (run_folder/), an
+--overwrite run's in a staging folder swapped in once finished (suite/out_dir.py); evaluation
+reuses the warm engines and the in-memory results, task by task, and resumes too.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.suite.config import SuiteConfig
+from pmpo_ray.suite.out_dir import prepare_out_dir
 
 
 @dataclass(frozen=True)
 class SuiteResult:
     out: Path
-    results: tuple[OptimizationResult, ...]  # in the suite's task order
+    # In the suite's task order; empty when the optimization had finished before this call
+    # (--resume --evaluate of a finished suite: only its evaluation ran).
+    results: tuple[OptimizationResult, ...]
     summary: dict  # task id -> losses, iterations, stop reason, best prompt, budget
     evaluation: dict | None  # task id -> evaluation.json content, when evaluated
 
@@ -32,24 +37,87 @@ def run_suite(
     overwrite: bool = False,
     evaluate: bool = False,
     iterations: int | None = None,
+    engines=None,
 ) -> SuiteResult:
-    from pmpo_ray.engines.client import open_engines
+    """`engines`: an open engine client to use (left open), else pools start on Ray."""
     from pmpo_ray.pmpo.rounds import run_rounds
     from pmpo_ray.pmpo.task_run import TaskRun
-    from pmpo_ray.ray_session import quiet_ray_data
-    from pmpo_ray.run_folder.layout import task_dir
+    from pmpo_ray.run_folder import layout
+    from pmpo_ray.run_folder.fields import read_json
+    from pmpo_ray.run_folder.from_results import run_folder_from_results
+    from pmpo_ray.run_folder.read import read_run_folder
+    from pmpo_ray.run_folder.swap import swap_in
     from pmpo_ray.run_folder.task_config import task_job_config
     from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks
-    from pmpo_ray.suite.checkpoints import SuiteCheckpoints
+    from pmpo_ray.suite.checkpoints import SuiteCheckpoints, read_resume_point
+    from pmpo_ray.suite.fingerprint import run_fingerprint
     from pmpo_ray.tasks.task import load_task
 
     if iterations is not None:
         config = with_iterations(config, iterations)
     tasks = [load_task(entry.task) for entry in config.tasks]  # bad data fails first
     for entry in config.tasks:  # a name that cannot be a folder fails now, not at the end
-        task_dir(out, entry.task.name)
-    prepare_out_dir(out, overwrite=overwrite, resume=resume)
+        layout.task_dir(out, entry.task.name)
     jobs = [task_job_config(config, entry) for entry in config.tasks]
+    task_ids = [task.task_id for task in tasks]
+    if engines is None:  # before anything is written or any replica starts
+        check_rows_fit_scorer(tasks, config)
+    work = prepare_out_dir(
+        out, overwrite=overwrite, resume=resume, evaluate=evaluate, task_ids=task_ids
+    )
+    fingerprints = {task.task_id: run_fingerprint(task, job) for task, job in zip(tasks, jobs)}
+    point = read_resume_point(work, fingerprints) if resume else None
+    with _resume_hint(work), _suite_engines(config, engines) as client:
+        if layout.suite_summary_path(work).exists():  # resumed to finish its evaluation
+            summary = read_json(layout.suite_summary_path(work))
+            evaluation = _evaluate(read_run_folder(out, evaluations=False), config, client)
+            return SuiteResult(out, (), summary, evaluation)
+        runs = [
+            TaskRun(task, job.optimizer, client.count_tokens, config.prompt_format)
+            for task, job in zip(tasks, jobs)
+        ]
+        checkpoints = SuiteCheckpoints(runs, work, client, fingerprints)
+        results = run_rounds(
+            runs,
+            generator=client,
+            scorer=client,
+            on_round=checkpoints.on_round,
+            rounds_done=checkpoints.restore(point) if point else 0,
+        )
+        write_suite_tasks(work, results, jobs)
+        summary = write_suite_summary(work, config.model_dump(mode="json"), results)
+        if work != out:
+            swap_in(out)
+        if not evaluate:
+            return SuiteResult(out, tuple(results), summary, None)
+        folder = run_folder_from_results(out, results, jobs)
+        return SuiteResult(out, tuple(results), summary, _evaluate(folder, config, client))
+
+
+@contextmanager
+def _resume_hint(work: Path):
+    """A pool that lost every replica ends the job; the rounds before it are checkpointed."""
+    from pmpo_ray.engines.ray_data_client import PoolDownError
+    from pmpo_ray.run_folder import layout
+
+    try:
+        yield
+    except PoolDownError as error:
+        saved = layout.state_dir(work)
+        raise PoolDownError(
+            f"{error}; the finished rounds are saved in {saved}: run the same command again "
+            "with --resume"
+        ) from None
+
+
+@contextmanager
+def _suite_engines(config: SuiteConfig, engines):
+    if engines is not None:
+        yield engines
+        return
+    from pmpo_ray.engines.client import open_engines
+    from pmpo_ray.ray_session import quiet_ray_data
+
     with open_engines(
         config.scorer,
         config.rewriter,
@@ -58,31 +126,34 @@ def run_suite(
         ray=config.ray,
     ) as client:
         quiet_ray_data()
-        runs = [
-            TaskRun(task, job.optimizer, client.count_tokens, config.prompt_format)
-            for task, job in zip(tasks, jobs)
-        ]
-        checkpoints = SuiteCheckpoints(runs, out, client)
-        rounds_done = checkpoints.resume() if resume else 0
-        results = run_rounds(
-            runs,
-            generator=client,
-            scorer=client,
-            on_round=checkpoints.on_round,
-            rounds_done=rounds_done,
+        yield client
+
+
+def check_rows_fit_scorer(tasks, config: SuiteConfig) -> None:
+    """Every task's examples under its initial prompt fit the scorer's window (its tokenizer
+    alone): a too-long row is named in one line before the replicas start. Rewrites can still
+    lengthen the prompt later; those rows are checked by the engines."""
+    from pmpo_ray.engines.scoring import check_rows_fit
+    from pmpo_ray.requests import score_requests
+
+    tables = [
+        score_requests(
+            [("initial", task.initial_prompt)],
+            task.train + task.test,
+            task_id=task.task_id,
+            kind="candidate",
+            role=config.prompt_format.role,
+            with_rejected=True,
         )
-        write_suite_tasks(out, results, jobs)
-        summary = write_suite_summary(out, config.model_dump(mode="json"), results)
-        evaluation = _evaluate(out, results, jobs, client) if evaluate else None
-    return SuiteResult(out, tuple(results), summary, evaluation)
+        for task in tasks
+    ]
+    check_rows_fit(tables, config.scorer.engine, config.prompt_format)
 
 
-def _evaluate(out: Path, results, jobs, client) -> dict:
+def _evaluate(folder, config: SuiteConfig, client) -> dict:
     from pmpo_ray.evaluation.evaluate_run import evaluate_run
-    from pmpo_ray.run_folder.from_results import run_folder_from_results
 
-    folder = run_folder_from_results(out, results, jobs)
-    return evaluate_run(folder, scorer=client, generator=client)
+    return evaluate_run(folder, scorer=client, generator=client, config=config.evaluation)
 
 
 def with_iterations(config: SuiteConfig, iterations: int) -> SuiteConfig:
@@ -98,24 +169,3 @@ def with_iterations(config: SuiteConfig, iterations: int) -> SuiteConfig:
     ]
     optimizer = config.optimizer.model_copy(update={"iterations": iterations})
     return config.model_copy(update={"optimizer": optimizer, "tasks": tasks})
-
-
-def prepare_out_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
-    """Refuse to mix runs: a new run needs a new folder (or --overwrite), a resumed one an
-    unfinished run's folder. --overwrite removes only what a suite job writes."""
-    from pmpo_ray.run_folder.layout import state_dir, suite_summary_path
-    from pmpo_ray.run_folder.write import remove_results
-
-    if overwrite and resume:
-        raise ValueError("--overwrite and --resume exclude each other")
-    if resume:
-        if not state_dir(out).is_dir():
-            raise ValueError(f"{out}: nothing to resume (no state/ folder from an earlier run)")
-        if suite_summary_path(out).exists():
-            raise ValueError(f"{out}: this suite already finished (suite.json exists)")
-        return
-    if out.exists() and not overwrite:
-        raise ValueError(
-            f"{out} exists; choose another --out, pass --overwrite, or --resume an unfinished run"
-        )
-    remove_results(out)

@@ -11,6 +11,7 @@ from pmpo_ray.config import FrozenConfig
 TaskFormat = Literal["supervised", "multiple_choice", "preference"]
 DataLayout = Literal["auto", "bbh", "gsm8k", "aqua", "records"]
 AnswerMatch = Literal["auto", "exact", "option", "number"]
+InvalidRows = Literal["error", "skip"]
 
 
 class TaskConfig(FrozenConfig):
@@ -47,6 +48,12 @@ class TaskConfig(FrozenConfig):
         description="Explicit held-out data (a file, 'builtin:' sample, or 'hf:NAME' whose split "
         "is 'test' unless named as 'hf:NAME:SPLIT'), read with the same layout and columns; when "
         "set, `data` is used whole as the training split.",
+    )
+    invalid_rows: InvalidRows = Field(
+        "error",
+        description="A row the format cannot use (e.g. a BBH target that is none of the listed "
+        "options): error stops with the file and row named; skip leaves such rows out and "
+        "counts them by reason in the task's result.json (public benchmark files have a few).",
     )
     format: TaskFormat = Field(
         "supervised",

@@ -7,6 +7,7 @@ and Parquet. `builtin:` references name samples shipped inside the package, `hf:
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +27,7 @@ __all__ = ["DataError", "LoadedData", "load_data", "load_examples", "read_record
 class LoadedData(NamedTuple):
     examples: list[Example]
     layout: str  # the layout used, `auto` resolved
+    skipped: dict[str, int]  # invalid rows left out (`skip_invalid`), by reason
 
 
 def builtin_samples() -> list[str]:
@@ -60,7 +62,10 @@ def load_data(
     data_config: str | None = None,
     data_split: str = "train",
     allow_empty: bool = False,
+    skip_invalid: bool = False,
 ) -> LoadedData:
+    """Examples from a file, sample or hub dataset; an invalid row is an error naming it, or
+    with `skip_invalid` is left out and counted by reason."""
     if is_hub_reference(reference):
         source = str(reference)
         records = hub_records(source, data_config, data_split)
@@ -69,11 +74,21 @@ def load_data(
         source, records = str(path), read_records(path)
     if not records and not allow_empty:
         raise DataError(f"{source}: no examples")
-    examples, layout = convert_records(records, format, layout, columns or {}, source)
+    skipped = Counter() if skip_invalid else None
+    examples, layout = convert_records(records, format, layout, columns or {}, source, skipped)
+    if records and not examples and skipped:
+        raise DataError(f"{source}: no valid examples; every row was skipped ({describe(skipped)})")
     ids = [e.example_id for e in examples]
     if len(set(ids)) != len(ids):
         raise DataError(f"{source}: example ids are not unique")
-    return LoadedData(examples, layout)
+    return LoadedData(examples, layout, dict(skipped or {}))
+
+
+def describe(skipped: dict[str, int]) -> str:
+    """{'target matches no option': 3} -> 'target matches no option: 3 rows'."""
+    return "; ".join(
+        f"{reason}: {count} row{'s' * (count != 1)}" for reason, count in skipped.items()
+    )
 
 
 def read_records(path: Path) -> list[tuple[int, object]]:

@@ -12,21 +12,29 @@ from pmpo_ray.requests import Example
 
 OPTION_LABEL = re.compile(r"^\(([A-Z])\)\s")
 OPTION_BULLET = re.compile(r"^-\s+(.+?)\s*$")
+FEW_OPTIONS = "field 'options' is not a list of two or more"
 
 
 class DataError(ValueError):
-    pass
+    """Bad data; the message names file, row and field. A problem of one row also has a
+    `reason`: the same problem without file, row or values, so skipped rows count by kind."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 def text_field(record: dict, name: str, where: str, allow_empty: bool = False) -> str:
     if name not in record:
-        raise DataError(f"{where}: field '{name}' missing (has {sorted(record)})")
+        raise DataError(
+            f"{where}: field '{name}' missing (has {sorted(record)})", f"field '{name}' missing"
+        )
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise DataError(f"{where}: field '{name}' must be text")
+        raise DataError(f"{where}: field '{name}' must be text", f"field '{name}' is not text")
     value = str(value)
     if not allow_empty and not value.strip():
-        raise DataError(f"{where}: field '{name}' is empty")
+        raise DataError(f"{where}: field '{name}' is empty", f"field '{name}' is empty")
     return value
 
 
@@ -51,10 +59,14 @@ def multiple_choice_example(record: dict, row: int, where: str) -> Example:
     answers = embedded_answers(user_input)
     if not answers:
         raise DataError(
-            f"{where}: no options found in field 'input' (expected '(A) ...' or '- ...' lines)"
+            f"{where}: no options found in field 'input' (expected '(A) ...' or '- ...' lines)",
+            "no options in field 'input'",
         )
     if target not in answers:
-        raise DataError(f"{where}: target {target!r} matches no option of {answers}")
+        raise DataError(
+            f"{where}: target {target!r} matches no option of {answers}",
+            "target matches no option",
+        )
     rejected = tuple(a for a in answers if a != target)
     return Example(example_id(record, row), user_input, target, rejected)
 
@@ -74,12 +86,17 @@ def _listed_options_example(record: dict, row: int, where: str) -> Example:
     question = text_field(record, "question", where)
     options = record.get("options")
     if not isinstance(options, list) or len(options) < 2:
-        raise DataError(f"{where}: field 'options' must be a list of at least two options")
+        raise DataError(
+            f"{where}: field 'options' must be a list of at least two options", FEW_OPTIONS
+        )
     labels = [chr(ord("A") + i) for i in range(len(options))]
     answer = text_field(record, "answer", where).strip()
     correct = _option_index(answer, labels, [str(o) for o in options])
     if correct is None:
-        raise DataError(f"{where}: answer {answer!r} matches no option label {labels} or text")
+        raise DataError(
+            f"{where}: answer {answer!r} matches no option label {labels} or text",
+            "answer matches no option",
+        )
     user_input = listed_input(question, labels, [str(o) for o in options])
     answers = [f"({label})" for label in labels]
     rejected = tuple(a for i, a in enumerate(answers) if i != correct)
@@ -106,7 +123,10 @@ def preference_example(record: dict, row: int, where: str) -> Example:
     if isinstance(rejected, str):
         rejected = [rejected]
     if not isinstance(rejected, list) or not rejected:
-        raise DataError(f"{where}: field 'rejected' must be a text or a non-empty list of texts")
+        raise DataError(
+            f"{where}: field 'rejected' must be a text or a non-empty list of texts",
+            "field 'rejected' is not a text or a list of texts",
+        )
     rejected_texts = tuple(text_field({"rejected": r}, "rejected", where) for r in rejected)
     return Example(
         example_id=example_id(record, row),

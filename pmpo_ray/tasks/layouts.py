@@ -7,10 +7,19 @@ scored target: GSM8K scores the whole worked solution but checks only its final 
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from pmpo_ray.requests import Example
-from pmpo_ray.tasks.formats import CONVERTERS, DataError, example_id, listed_input, text_field
+from pmpo_ray.tasks.formats import (
+    CONVERTERS,
+    FEW_OPTIONS,
+    DataError,
+    example_id,
+    listed_input,
+    text_field,
+)
 
 GSM8K_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 AQUA_OPTION = re.compile(r"^\s*\(?([A-Z])\)\s*(.*?)\s*$", re.DOTALL)
@@ -38,7 +47,8 @@ def rename_columns(record: dict, columns: dict[str, str], where: str) -> dict:
         if column not in record:
             raise DataError(
                 f"{where}: column {column!r} (mapped to field {field!r} by `columns`) missing; "
-                f"the data has columns {sorted(record)}"
+                f"the data has columns {sorted(record)}",
+                f"column {column!r} missing",
             )
     # The source columns go, so `layout: auto` sees the format's fields and not the file's.
     kept = {k: v for k, v in record.items() if k not in columns.values()}
@@ -51,19 +61,41 @@ def convert_records(
     layout: str,
     columns: dict[str, str],
     source: str,
+    skipped: Counter[str] | None = None,
 ) -> tuple[list[Example], str]:
-    """Examples from (row, record) pairs, and the layout used (`auto` resolved on row one)."""
+    """Examples from (row, record) pairs, and the layout used (`auto` resolved on row one).
+
+    An invalid row is an error, unless `skipped` is given (`invalid_rows: skip`): then it is
+    left out and counted there under its reason."""
     renamed = []
     for row, record in records:
         where = f"{source}: row {row}"
-        if not isinstance(record, dict):
-            raise DataError(f"{where}: expected an object, got {type(record).__name__}")
-        renamed.append((row, rename_columns(record, columns, where)))
+        with _invalid_row(skipped):
+            if not isinstance(record, dict):
+                raise DataError(
+                    f"{where}: expected an object, got {type(record).__name__}", "not an object"
+                )
+            renamed.append((row, rename_columns(record, columns, where)))
     if layout == "auto":
         layout = guess_layout(renamed[0][1]) if renamed else "records"
     convert = layout_converter(layout, format, source)
-    examples = [convert(record, row, f"{source}: row {row}") for row, record in renamed]
+    examples = []
+    for row, record in renamed:
+        with _invalid_row(skipped):
+            examples.append(convert(record, row, f"{source}: row {row}"))
     return examples, layout
+
+
+@contextmanager
+def _invalid_row(skipped: Counter[str] | None) -> Iterator[None]:
+    """A row's problem (a DataError with a reason) is counted in `skipped` when given, else
+    raised; a problem of the whole file is always raised."""
+    try:
+        yield
+    except DataError as error:
+        if skipped is None or error.reason is None:
+            raise
+        skipped[error.reason] += 1
 
 
 def layout_converter(layout: str, format: str, source: str) -> Converter:
@@ -94,12 +126,16 @@ def gsm8k_example(record: dict, row: int, where: str) -> Example:
     if "####" not in solution:
         raise DataError(
             f"{where}: field 'answer' has no final answer after '####' (layout gsm8k; for other "
-            "question/answer data set `layout: records` and `columns`)"
+            "question/answer data set `layout: records` and `columns`)",
+            "field 'answer' has no '####' final answer",
         )
     final = solution.rsplit("####", 1)[1].strip()
     number = final.replace(",", "")
     if not GSM8K_NUMBER.fullmatch(number):
-        raise DataError(f"{where}: field 'answer' ends in {final!r} after '####', not a number")
+        raise DataError(
+            f"{where}: field 'answer' ends in {final!r} after '####', not a number",
+            "final answer after '####' is not a number",
+        )
     return Example(example_id(record, row), question, solution, answer=number)
 
 
@@ -124,20 +160,30 @@ def _aqua_question(record: dict, where: str) -> tuple[str, list[str], str]:
     correct = text_field(record, "correct", where)
     label = correct.strip().strip("()").strip().upper()
     if label not in labels:
-        raise DataError(f"{where}: field 'correct' {correct!r} matches no option label {labels}")
+        raise DataError(
+            f"{where}: field 'correct' {correct!r} matches no option label {labels}",
+            "field 'correct' matches no option",
+        )
     return listed_input(question, labels, texts), [f"({x})" for x in labels], f"({label})"
 
 
 def _aqua_options(options: object, where: str) -> tuple[list[str], list[str]]:
     if not isinstance(options, (list, tuple)) or len(options) < 2:
-        raise DataError(f"{where}: field 'options' must be a list of at least two options")
+        raise DataError(
+            f"{where}: field 'options' must be a list of at least two options", FEW_OPTIONS
+        )
     labels, texts = [], []
     for option in options:
         match = AQUA_OPTION.match(option) if isinstance(option, str) else None
         if match is None:
-            raise DataError(f"{where}: field 'options' has {option!r}, expected 'A)text'")
+            raise DataError(
+                f"{where}: field 'options' has {option!r}, expected 'A)text'",
+                "an option is not 'A)text'",
+            )
         labels.append(match.group(1))
         texts.append(match.group(2))
     if len(set(labels)) != len(labels):
-        raise DataError(f"{where}: field 'options' repeats a label: {labels}")
+        raise DataError(
+            f"{where}: field 'options' repeats a label: {labels}", "options repeat a label"
+        )
     return labels, texts

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
-from dataclasses import dataclass, replace
-from typing import Literal, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from pmpo_ray.requests import Example
 from pmpo_ray.tasks.config import TaskConfig, TaskFormat
-from pmpo_ray.tasks.example_files import load_data
+from pmpo_ray.tasks.example_files import describe, load_data
 from pmpo_ray.tasks.formats import DataError
+
+log = logging.getLogger(__name__)
+SKIP_HINT = "to leave out rows like this, set `invalid_rows: skip` in the task config"
 
 # How held-out accuracy reads a generated answer; `none` for preference tasks, which are
 # scored by pairwise accuracy instead of generation.
@@ -26,6 +32,8 @@ class Task:
     train: tuple[Example, ...]
     test: tuple[Example, ...]
     answer_match: ResolvedAnswerMatch = "exact"
+    # Invalid rows left out of train and test (`invalid_rows: skip`), by reason.
+    skipped_rows: Mapping[str, int] = field(default_factory=dict, hash=False)
 
 
 def paper_split(
@@ -59,9 +67,13 @@ def resolve_answer_match(config: TaskConfig, layout: str) -> ResolvedAnswerMatch
 
 def load_task(config: TaskConfig) -> Task:
     try:
-        train, test, layout = _split(config)
+        train, test, layout, skipped = _split(config)
     except DataError as error:
-        raise DataError(f"task {config.name!r}: {error}") from None
+        # A row's problem (it has a reason) could be skipped instead: say how.
+        hint = f"; {SKIP_HINT}" if error.reason and config.invalid_rows == "error" else ""
+        raise DataError(f"task {config.name!r}: {error}{hint}") from None
+    if skipped:
+        log.warning("task %r: left out invalid rows: %s", config.name, describe(skipped))
     shared_ids = {e.example_id for e in train} & {e.example_id for e in test}
     shared = {(e.input, e.target) for e in train} & {(e.input, e.target) for e in test}
     if shared or shared_ids:
@@ -79,11 +91,20 @@ def load_task(config: TaskConfig) -> Task:
         train=train,
         test=test,
         answer_match=resolve_answer_match(config, layout),
+        skipped_rows=skipped,
     )
 
 
-def _split(config: TaskConfig) -> tuple[tuple[Example, ...], tuple[Example, ...], str]:
-    options = dict(columns=config.columns, data_config=config.data_config)
+Split = tuple[tuple[Example, ...], tuple[Example, ...], str, dict[str, int]]
+
+
+def _split(config: TaskConfig) -> Split:
+    """Train and test examples, the layout, and the invalid rows skipped in both."""
+    options = {
+        "columns": config.columns,
+        "data_config": config.data_config,
+        "skip_invalid": config.invalid_rows == "skip",
+    }
     data = load_data(
         config.data, config.format, layout=config.layout, data_split=config.data_split, **options
     )
@@ -97,7 +118,7 @@ def _split(config: TaskConfig) -> tuple[tuple[Example, ...], tuple[Example, ...]
                 f"train_fraction {config.train_fraction} and max_train {config.max_train} leave "
                 "none held out; lower train_fraction or give test_data"
             )
-        return train, test, data.layout
+        return train, test, data.layout, data.skipped
     held_out = load_data(
         config.test_data,
         config.format,
@@ -110,4 +131,5 @@ def _split(config: TaskConfig) -> tuple[tuple[Example, ...], tuple[Example, ...]
         raise DataError(f"held-out split is empty: test_data {config.test_data} has no examples")
     # Prefixed ids: the two files number their rows independently.
     test = tuple(replace(e, example_id=f"heldout-{e.example_id}") for e in held_out.examples)
-    return tuple(data.examples), test, data.layout
+    skipped = dict(Counter(data.skipped) + Counter(held_out.skipped))
+    return tuple(data.examples), test, data.layout, skipped

@@ -1,0 +1,72 @@
+"""Where a suite job writes: its results folder `out`, or the staging folder of an --overwrite.
+
+A new run needs a new folder; --overwrite runs in `out`'s staging folder and swaps its
+results in once finished (run_folder/swap.py), so a failed --overwrite never costs the
+previous results; --resume continues an unfinished run, in the staging folder when an
+--overwrite run was cut short (its checkpoints live there, in staging/state/, the only place
+that keeps them apart from the previous run's), else in `out`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pmpo_ray.run_folder import layout
+from pmpo_ray.run_folder.swap import discard_staging, finish_interrupted_swap
+
+
+def prepare_out_dir(
+    out: Path,
+    *,
+    overwrite: bool,
+    resume: bool,
+    evaluate: bool = False,
+    task_ids: Sequence[str] = (),
+) -> Path:
+    """The folder this job writes its checkpoints and results into (`out` or its staging
+    folder). Refuses to mix runs; a resumed suite that already finished is accepted only to
+    `evaluate` it (an evaluation cut short continues)."""
+    out = Path(out)
+    if overwrite and resume:
+        raise ValueError("--overwrite and --resume exclude each other")
+    finish_interrupted_swap(out)
+    check_task_folders(out, task_ids)
+    if resume:
+        return _resumed(out, evaluate)
+    if overwrite:
+        discard_staging(out)
+        staging = layout.overwrite_staging_dir(out)
+        staging.mkdir(parents=True)
+        return staging
+    if out.exists():
+        raise ValueError(
+            f"{out} exists; choose another --out, pass --overwrite, or --resume an unfinished run"
+        )
+    return out
+
+
+def _resumed(out: Path, evaluate: bool) -> Path:
+    staging = layout.overwrite_staging_dir(out)
+    if layout.state_dir(staging).is_dir():  # an --overwrite run cut short: the latest intent
+        return staging
+    if not layout.state_dir(out).is_dir():
+        raise ValueError(f"{out}: nothing to resume (no state/ folder from an earlier run)")
+    if layout.suite_summary_path(out).exists() and not evaluate:
+        raise ValueError(
+            f"{out}: this suite already finished (suite.json exists); add --evaluate to "
+            "finish its evaluation, or run `pmpo evaluate`"
+        )
+    return out
+
+
+def check_task_folders(out: Path, task_ids: Sequence[str]) -> None:
+    """A task's folder must be free or a task run the job may replace: a user's folder of the
+    same name under tasks/ would be lost, so it stops the job before it starts."""
+    for task_id in task_ids:
+        folder = layout.task_dir(out, task_id)
+        if folder.exists() and not (folder / layout.RESULT).is_file():
+            raise ValueError(
+                f"{folder} exists and is not a task run (no {layout.RESULT}); move it away, "
+                f"since task {task_id!r} writes its results there"
+            )

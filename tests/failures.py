@@ -1,0 +1,74 @@
+"""Faults at the engine boundary for tests of what a failure leaves behind: a scripted engine
+that breaks on a chosen scoring call, a small two-task suite, and a folder's bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.fakes import FakeEngine, scripted_rewrites
+
+
+class EngineDown(RuntimeError):
+    pass
+
+
+class FailingEngine(FakeEngine):
+    """The scripted engine, raising on its `fail_on`-th scoring call (1-based; None: never).
+    Every call, the failing one included, is counted in `score_calls`."""
+
+    def __init__(self, fail_on: int | None = None, respond=scripted_rewrites):
+        super().__init__(respond)
+        self.fail_on = fail_on
+
+    def score(self, requests, with_token_logprobs=False):
+        if self.fail_on is not None and len(self.score_calls) + 1 == self.fail_on:
+            self.score_calls.append(requests.num_rows)
+            raise EngineDown(f"engine lost on scoring call {self.fail_on}")
+        return super().score(requests, with_token_logprobs)
+
+
+def suite_config(
+    *, seed: int = 0, iterations: int = 2, data: str = "builtin:bbh/navigate.json"
+) -> dict:
+    """Two small tasks: navigate (answers generated for accuracy) and preference pairs (no
+    generation at evaluation)."""
+    return {
+        "name": "faults",
+        "optimizer": {
+            "iterations": iterations,
+            "hard_cases": 1,
+            "rewrites_per_case": 2,
+            "seed": seed,
+        },
+        "tasks": [
+            {
+                "task": {
+                    "name": "navigate",
+                    "data": data,
+                    "format": "multiple_choice",
+                    "initial_prompt": "Answer.",
+                    "max_train": 4,
+                }
+            },
+            {
+                "task": {
+                    "name": "pairs",
+                    "data": "builtin:alpaca_eval/pairs_short.jsonl",
+                    "format": "preference",
+                    "initial_prompt": "Be helpful.",
+                    "max_train": 4,
+                }
+            },
+        ],
+        "evaluation": {"max_examples": 4},
+    }
+
+
+def folder_bytes(folder: Path, skip: str | None = None) -> dict[str, bytes]:
+    """Every file under `folder` by relative path, with its bytes; `skip` leaves out one
+    top-level entry (e.g. a staging folder)."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.relative_to(folder).parts[0] != skip
+    }

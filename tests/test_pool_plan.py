@@ -1,0 +1,96 @@
+"""Pools are checked against the cluster before any replica starts: GPUs, CPUs and memory."""
+
+import json
+
+import pytest
+
+from pmpo_ray.config import ModelConfig, ReplicaConfig
+from pmpo_ray.engines.hf_engine import HfConfig
+from pmpo_ray.engines.pool_plan import (
+    GIB,
+    LOGPROB_COPIES,
+    PROCESS_BASE_BYTES,
+    NodeCapacity,
+    ReplicaNeed,
+    placement_problems,
+    pool_needs,
+    replica_memory_bytes,
+)
+from pmpo_ray.engines.registry import PoolConfig
+from pmpo_ray.engines.vllm_engine import VllmConfig
+
+CPU_NODE = NodeCapacity("cpu", cpus=16, gpus=0, memory_bytes=20 * GIB)
+
+
+def model_folder(tmp_path, *, weight_bytes, stored="bfloat16", vocab=1000):
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": stored, "vocab_size": vocab}))
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * weight_bytes)
+    return str(tmp_path)
+
+
+def test_cpu_replica_memory_is_base_weights_kv_cache_and_the_logprob_batch(tmp_path):
+    folder = model_folder(tmp_path, weight_bytes=2000, stored="bfloat16", vocab=1000)
+    engine = VllmConfig(kv_cache_gib=2, max_batch_tokens=512, dtype="float32")
+    logits = 512 * 1000 * 4 * LOGPROB_COPIES
+    expected = PROCESS_BASE_BYTES + 4000 + 2 * GIB + logits  # weights up-cast to float32
+    assert replica_memory_bytes(engine, on_gpu=False, model_folder=folder) == expected
+    bigger_batch = engine.model_copy(update={"max_batch_tokens": 1024})
+    assert replica_memory_bytes(bigger_batch, False, folder) - expected == logits
+    # on a GPU the weights, KV cache and logits live in GPU memory
+    assert replica_memory_bytes(engine, on_gpu=True, model_folder=folder) == PROCESS_BASE_BYTES
+
+
+def test_a_model_not_on_this_machine_counts_no_weights():
+    engine = HfConfig(max_batch_tokens=100)
+    assert replica_memory_bytes(engine, on_gpu=False, model_folder=None) == PROCESS_BASE_BYTES
+
+
+def test_a_gpu_pool_on_a_cpu_cluster_is_refused_with_how_to_fix_it():
+    pool = PoolConfig(replicas=ReplicaConfig(num_gpus=1))
+    [problem] = placement_problems(pool_needs("scorer", pool, None), [CPU_NODE])
+    assert "scorer pool's replicas need 1 CPU, 1 GPU" in problem
+    assert "the cluster has no GPU: set scorer.replicas.num_gpus to 0" in problem
+
+
+def test_a_tensor_parallel_group_wider_than_any_node_is_refused():
+    nodes = [NodeCapacity(f"gpu{i}", 8, 2, 64 * GIB) for i in range(4)]  # 8 GPUs, 2 per node
+    pool = PoolConfig(engine=VllmConfig(tensor_parallel_size=4), replicas=ReplicaConfig())
+    [problem] = placement_problems(pool_needs("rewriter", pool, None), nodes)
+    assert "rewriter pool's replicas need 1 CPU, 4 GPU" in problem
+    assert "the largest node has 2 GPU" in problem
+
+
+def test_replicas_that_overfill_memory_are_refused_but_fewer_fit(tmp_path):
+    folder = model_folder(tmp_path, weight_bytes=10_000)
+    replicas = ReplicaConfig(num_replicas=4, num_cpus=1)
+    pool = PoolConfig(engine=VllmConfig(kv_cache_gib=4), replicas=replicas)
+    needs = pool_needs("scorer", pool, folder)
+    assert needs[0].memory_bytes > 5 * GIB  # 4 such replicas do not fit in 20 GiB
+    [problem] = placement_problems(needs, [CPU_NODE])
+    assert "lower scorer.replicas.num_replicas, the engine's kv_cache_gib" in problem
+    assert placement_problems(needs[:3], [CPU_NODE]) == []
+
+
+def test_two_pools_are_placed_together_across_nodes():
+    nodes = [NodeCapacity("a", 4, 1, 16 * GIB), NodeCapacity("b", 4, 1, 16 * GIB)]
+    scorer = [ReplicaNeed("scorer", 2, 1, 4 * GIB)]
+    rewriter = [ReplicaNeed("rewriter", 2, 1, 8 * GIB)]
+    assert placement_problems(scorer + rewriter, nodes) == []
+    [problem] = placement_problems(scorer * 2 + rewriter, nodes)  # three GPU replicas, 2 GPUs
+    assert problem.startswith("the scorer pool's replicas need")
+
+
+@pytest.mark.ray
+def test_an_impossible_pool_fails_before_any_replica_starts(local_ray):
+    """On this CPU-only local Ray a GPU replica would wait forever; it is refused instead."""
+    from pmpo_ray.engines.client import open_engines
+    from pmpo_ray.engines.models import ModelNotFoundError
+
+    gpu_pool = PoolConfig(replicas=ReplicaConfig(num_gpus=1))
+    with pytest.raises(ValueError, match="scorer pool's replicas need .* the cluster has no GPU"):
+        with open_engines(gpu_pool, on_ray=True):
+            pass
+    unknown = PoolConfig(engine=VllmConfig(model=ModelConfig(name=str(__file__) + "-missing")))
+    with pytest.raises(ModelNotFoundError, match="-missing"):  # before any replica loads it
+        with open_engines(unknown, on_ray=True):
+            pass
