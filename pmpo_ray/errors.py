@@ -44,12 +44,21 @@ def is_from_ray(error: BaseException) -> bool:
     return isinstance(error, RayError)
 
 
-def write_trace(error: BaseException) -> Path:
-    """The full trace, in a file of its own (for a bug report); $PMPO_LOG_DIR or the temp dir."""
-    folder = Path(os.environ.get("PMPO_LOG_DIR") or tempfile.gettempdir())
-    path = folder / f"pmpo-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    path.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
-    return path
+def write_trace(error: BaseException) -> Path | None:
+    """The full trace, in a file of its own (for a bug report): in $PMPO_LOG_DIR, else (or if
+    that cannot be written) the temp folder; None if neither can."""
+    name = f"pmpo-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(error))
+    for folder in (os.environ.get("PMPO_LOG_DIR"), tempfile.gettempdir()):
+        if not folder:
+            continue
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / name).write_text(text, encoding="utf-8")
+        except OSError:
+            continue
+        return Path(folder) / name
+    return None
 
 
 def one_line(error: BaseException) -> str:
@@ -57,4 +66,5 @@ def one_line(error: BaseException) -> str:
     cause = root_cause(error) if is_from_ray(error) else error
     lines = str(cause).strip().splitlines() or [""]
     kind = "" if isinstance(cause, ReplicaError) else f"{type(cause).__name__}: "
-    return f"{kind}{lines[0]} (full trace: {write_trace(error)})"
+    trace = write_trace(error)
+    return f"{kind}{lines[0]}" + (f" (full trace: {trace})" if trace else "")

@@ -101,3 +101,10 @@ def _create_beside(path: Path) -> Path:
             continue
         return candidate
     raise FileExistsError(f"{path}: no free temporary name beside it")
+
+
+def folder_mode() -> int:
+    """The mode `mkdir` gives a new folder under the current umask (0o755 under 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask

@@ -163,6 +163,15 @@ class FailingFakeReplica(FakeReplica):
         raise RuntimeError("engine bug: shapes do not match")
 
 
+class PoisonedFakeReplica(FakeReplica):
+    """Dies (its process ends, as in an out-of-memory kill) on the batch holding request 0."""
+
+    def score(self, requests, with_token_logprobs=False):
+        if 0 in requests.column("request_id").to_pylist():
+            os._exit(1)
+        return super().score(requests, with_token_logprobs)
+
+
 class PlacedFakeReplica(FakeReplica):
     """A FakeReplica with a fixed latency per call that also reports where Ray placed it and
     which requests it served, for placement and fan-out tests on a multi-node cluster."""

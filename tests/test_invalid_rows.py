@@ -104,3 +104,25 @@ def test_skipped_counts_reach_result_json(tmp_path):
     write_task_run(result, tmp_path / "run", config)
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["skipped_rows"] == {"target matches no option": 2}
+
+
+def test_a_task_run_folder_gets_the_mode_mkdir_would_give(tmp_path):
+    """Run folders are staged in a temporary folder (0700) before they move in."""
+    import os
+    import stat
+
+    path = bbh_file(tmp_path / "t.json", 30, [])
+    config = OptimizeJobConfig.model_validate(
+        {"task": task_config(path).model_dump(), "optimizer": {"iterations": 1}}
+    )
+    engine = FakeEngine(scripted_rewrites)
+    run = TaskRun(
+        load_task(config.task), config.optimizer, engine.count_tokens, config.prompt_format
+    )
+    [result] = run_rounds([run], generator=engine, scorer=engine)
+    old = os.umask(0o022)
+    try:
+        write_task_run(result, tmp_path / "run", config)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o755

@@ -30,12 +30,16 @@ def model_folder(tmp_path, *, weight_bytes, stored="bfloat16", vocab=1000):
 
 def test_cpu_replica_memory_is_base_weights_kv_cache_and_the_logprob_batch(tmp_path):
     folder = model_folder(tmp_path, weight_bytes=2000, stored="bfloat16", vocab=1000)
-    engine = VllmConfig(kv_cache_gib=2, max_batch_tokens=512, dtype="float32")
+    window = ModelConfig(max_model_len=256)  # vLLM batches max(max_batch_tokens, window)
+    engine = VllmConfig(model=window, kv_cache_gib=2, max_batch_tokens=512, dtype="float32")
     logits = 512 * 1000 * 4 * LOGPROB_COPIES
     expected = PROCESS_BASE_BYTES + 4000 + 2 * GIB + logits  # weights up-cast to float32
     assert replica_memory_bytes(engine, on_gpu=False, model_folder=folder) == expected
     bigger_batch = engine.model_copy(update={"max_batch_tokens": 1024})
     assert replica_memory_bytes(bigger_batch, False, folder) - expected == logits
+    # vLLM takes the KV cache in whole GiB, at least one
+    small_cache = engine.model_copy(update={"kv_cache_gib": 0.3})
+    assert replica_memory_bytes(small_cache, False, folder) - expected == -1 * GIB
     # on a GPU the weights, KV cache and logits live in GPU memory
     assert replica_memory_bytes(engine, on_gpu=True, model_folder=folder) == PROCESS_BASE_BYTES
 

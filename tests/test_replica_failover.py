@@ -7,6 +7,7 @@ import threading
 import time
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pmpo_ray.config import ReplicaConfig
@@ -136,3 +137,27 @@ def test_errors_raised_inside_a_replica_come_out_as_one_line(local_ray):
     trace = Path(bug_line.rsplit("(full trace: ", 1)[1].rstrip(")"))
     assert "Traceback" in trace.read_text() and "engine bug" in trace.read_text()
     trace.unlink()
+
+
+def test_a_batch_that_kills_every_replica_it_meets_is_named_not_retried_forever(local_ray):
+    from pmpo_ray.cli import error_line
+    from tests.fakes import PoisonedFakeReplica
+
+    replicas = ReplicaConfig(num_replicas=2, num_cpus=0.25, batch_rows=64, restart_timeout_s=60)
+    pool = ReplicaPool.start(VllmConfig(), replicas, replica_class=PoisonedFakeReplica)
+    client = RayDataClient(pool)
+    try:
+        table = scoring_table(4)  # 8 rows in 4 batches; the one holding request 0 kills
+        with pytest.raises(Exception) as raised:
+            client.score(table)
+        line, is_user = error_line(raised.value, (ValueError,))
+        assert not is_user and "\n" not in line
+        assert line.startswith(
+            "score of requests 0..1 (2 rows) in the scorer pool: 3 replicas died running it"
+        ), line
+        assert pool.health()["failed_calls"] >= 3
+        wait_until_live(client)
+        rest = table.filter(pc.greater(table.column("request_id"), 1))
+        assert client.score(rest).num_rows == 6  # the pool still serves everything else
+    finally:
+        client.close()

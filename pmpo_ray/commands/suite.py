@@ -22,10 +22,16 @@ def add_parser(subparsers) -> None:
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="results folder to create")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the results in an existing folder"
+        "--overwrite",
+        action="store_true",
+        help="replace the results in an existing folder once the new run has finished "
+        "(it runs in OUT/.overwrite-staging; a failed run leaves the old results)",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue an unfinished run from its last round"
+        "--resume",
+        action="store_true",
+        help="continue an unfinished run from its last intact round (refused if the data or "
+        "settings changed); with --evaluate, finish an evaluation cut short",
     )
     parser.add_argument("--iterations", type=int, help="override every task's iterations")
     parser.add_argument(

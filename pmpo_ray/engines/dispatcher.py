@@ -154,6 +154,9 @@ class ReplicaDispatcher:
             except RayActorError:  # restarting: calls fail fast until the engine is loaded
                 await asyncio.sleep(self.poll_seconds)
                 continue
+            except Exception as error:  # never leave it "restarting" forever
+                self._settle(index, gone=first_line(error))
+                return
             self._settle(index, gone=None)
             return
         self._settle(index, gone=f"not back after {self.restart_timeout_s:g} s")

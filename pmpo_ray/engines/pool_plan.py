@@ -52,8 +52,10 @@ def replica_memory_bytes(engine, on_gpu: bool, model_folder: str | None) -> int:
     weights, vocab = model_weights_and_vocab(model_folder, engine.dtype, on_gpu)
     if on_gpu:  # weights, KV cache and logits live in GPU memory (gpu_memory_utilization)
         return PROCESS_BASE_BYTES
-    kv_cache = int(getattr(engine, "kv_cache_gib", 0) * GIB)
-    logprobs = engine.max_batch_tokens * vocab * 4 * LOGPROB_COPIES
+    kv_gib = getattr(engine, "kv_cache_gib", 0)
+    kv_cache = max(1, round(kv_gib)) * GIB if kv_gib else 0  # vLLM takes whole GiB, at least 1
+    batch_tokens = max(engine.max_batch_tokens, engine.model.max_model_len)  # as vLLM is told
+    logprobs = batch_tokens * vocab * 4 * LOGPROB_COPIES
     return PROCESS_BASE_BYTES + weights + kv_cache + logprobs
 
 
@@ -65,7 +67,10 @@ def model_weights_and_vocab(folder: str | None, dtype: str, on_gpu: bool) -> tup
     config = config.get("text_config", config)
     stored = DTYPE_BYTES.get(config.get("torch_dtype") or config.get("dtype"), 4)
     loaded = DTYPE_BYTES.get(dtype, 2 if on_gpu else 4)  # auto: bfloat16 on GPU, float32 on CPU
-    files = [*Path(folder).glob("*.safetensors"), *Path(folder).glob("*.bin")]
+    # One copy of the weights: hub snapshots often hold both formats (and *.bin extras).
+    files = list(Path(folder).glob("*.safetensors")) or list(
+        Path(folder).glob("pytorch_model*.bin")
+    )
     params = sum(path.stat().st_size for path in files) / stored
     return int(params * loaded), int(config.get("vocab_size", 0))
 
@@ -155,16 +160,23 @@ def check_pools_fit(pools: dict, wait_s: float = 0.0) -> None:
     ]
     deadline = time.monotonic() + wait_s
     requested = False
-    while problems := placement_problems(needs, nodes := cluster_nodes()):
-        if time.monotonic() >= deadline:
-            waited = f" (waited {wait_s:g} s for nodes)" if wait_s else ""
-            raise ValueError("; ".join(problems) + waited)
-        if not requested:  # an autoscaler adds nodes for pending demand only: declare it
+    try:
+        while problems := placement_problems(needs, nodes := cluster_nodes()):
+            if time.monotonic() >= deadline:
+                waited = f" (waited {wait_s:g} s for nodes)" if wait_s else ""
+                raise ValueError("; ".join(problems) + waited)
+            if not requested:  # an autoscaler adds nodes for pending demand only: declare it
+                from ray.autoscaler.sdk import request_resources
+
+                bundles = [bundle for need in needs if (bundle := need_bundle(need))]
+                request_resources(bundles=bundles)
+                requested = True
+            time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+    finally:
+        if requested:  # a standing request would keep those nodes up after the job
             from ray.autoscaler.sdk import request_resources
 
-            request_resources(bundles=[bundle for need in needs if (bundle := need_bundle(need))])
-            requested = True
-        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+            request_resources(bundles=[])
     check_free_cpu(sum(node.cpus for node in nodes) - sum(need.cpus for need in needs))
 
 

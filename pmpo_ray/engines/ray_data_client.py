@@ -26,32 +26,52 @@ class PoolDownError(RuntimeError):
     """A pool has no replica left to answer: its replicas died and did not come back."""
 
 
-def call_with_failover(pool_name: str, actors: list, dispatcher, method: str, *args):
+def call_with_failover(
+    pool_name: str, actors: list, dispatcher, method: str, *args, max_deaths: int = 3
+):
     """Run `method` on the least busy live replica; if that replica's process dies (or its
     node leaves the cluster) during the call, run it again on another live one (or the
-    restarted one). A replica that raised an ordinary error is not retried: the error is the
-    answer."""
+    restarted one), up to `max_deaths` times: a request that kills every replica it meets
+    (say, one too big for memory) must not use up the whole pool. A replica that raised an
+    ordinary error is not retried: the error is the answer."""
     import ray
     from ray.exceptions import RayActorError
 
-    while True:
+    for _ in range(max_deaths):
         lent = ray.get(dispatcher.acquire.remote())
         if lent is None:
             raise PoolDownError(pool_down_message(pool_name, ray.get(dispatcher.health.remote())))
         index, node_id = lent
+        work = None
         try:
             result, work = wait_for_call(actors[index].call.remote(method, *args), node_id)
+            return result
         except (RayActorError, NodeLostError) as error:
             ray.get(dispatcher.report_failure.remote(index, first_line(error)))
-            continue
+            index = None  # report_failure took it back
         except Exception as error:
-            dispatcher.release.remote(index)
             cause = root_cause(error)
             where = f"{pool_name} replica {index}"
-            dispatcher.record_error.remote(type(cause).__name__, str(cause), where)
+            # waited for: the driver asks for it as soon as the job has failed
+            ray.get(dispatcher.record_error.remote(type(cause).__name__, str(cause), where))
             raise
-        dispatcher.release.remote(index, work)
-        return result
+        finally:
+            if index is not None:
+                dispatcher.release.remote(index, work)
+    message = (
+        f"{method} of {describe_args(args)} in the {pool_name} pool: {max_deaths} replicas died "
+        "running it (too big for a replica's memory?)"
+    )
+    ray.get(dispatcher.record_error.remote("ReplicaError", message, f"the {pool_name} pool"))
+    raise ReplicaError(message)
+
+
+def describe_args(args: tuple) -> str:
+    table = args[0] if args else None
+    if isinstance(table, pa.Table) and "request_id" in table.column_names and table.num_rows:
+        ids = table.column("request_id")
+        return f"requests {ids[0].as_py()}..{ids[-1].as_py()} ({table.num_rows} rows)"
+    return "one call"
 
 
 class NodeLostError(RuntimeError):
@@ -193,6 +213,8 @@ def job_error(pool: ReplicaPool, pool_name: str, error: Exception) -> Exception:
     kind, message, where = recorded
     if kind in USER_ERROR_NAMES:
         return ValueError(message)
+    if kind == ReplicaError.__name__:  # already says where
+        return ReplicaError(message)
     return ReplicaError(f"{kind} in {where}: {message}")
 
 

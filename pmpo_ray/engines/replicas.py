@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Sequence
 
@@ -35,7 +36,8 @@ class EngineReplica:
 
         torch.set_num_threads(cpu_threads)
         self.engine = build_engine(engine, prompt_format)
-        watch_engine_processes()
+        self.closing = threading.Event()  # a deliberate close is not a crash
+        watch_engine_processes(self.closing)
 
     def ready(self) -> str:
         return self.engine.model_path
@@ -73,6 +75,7 @@ class EngineReplica:
         return self.engine.count_tokens(texts)
 
     def close(self) -> None:
+        self.closing.set()
         self.engine.close()
 
     def _exit_if_engine_died(self, error: Exception) -> None:
@@ -83,12 +86,11 @@ class EngineReplica:
             os._exit(1)
 
 
-def watch_engine_processes(interval_s: float = 2.0) -> None:
+def watch_engine_processes(closing: threading.Event, interval_s: float = 2.0) -> None:
     """End this replica when a process its engine started dies (vLLM runs its engine core and
     workers in child processes): calls into such an engine can wait forever, and Ray restarts a
     replica whose process ended. Engines without child processes are not watched."""
     import contextlib
-    import threading
 
     import psutil
 
@@ -103,8 +105,7 @@ def watch_engine_processes(interval_s: float = 2.0) -> None:
             return True
 
     def watch() -> None:
-        while True:
-            time.sleep(interval_s)
+        while not closing.wait(interval_s):
             dead = [child.pid for child in children if gone(child)]
             if dead:
                 log.error("engine process(es) %s died: ending this replica to be restarted", dead)

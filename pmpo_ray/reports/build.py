@@ -31,6 +31,9 @@ class ReportFiles:
 
 
 def write_report(run_dir: Path) -> ReportFiles:
+    from pmpo_ray.run_folder.swap import finish_interrupted_swap
+
+    finish_interrupted_swap(Path(run_dir))  # never report a half-swapped --overwrite run
     run = read_run_folder(Path(run_dir))
     markdown, html = run.path / layout.REPORT_MARKDOWN, run.path / layout.REPORT_HTML
     check_writable(markdown)

@@ -51,6 +51,10 @@ def finish_interrupted_swap(out: Path) -> bool:
     started = layout.swap_manifest_path(out).is_file()
     if not (started or layout.suite_summary_path(staging).is_file()):
         return False
+    if started and not layout.suite_summary_path(staging).exists():
+        if layout.suite_summary_path(out).exists():  # killed after the last move: tidy up
+            shutil.rmtree(staging)
+            return True
     swap_in(out)
     print(f"{out}: finished swapping in the results of an earlier --overwrite run", flush=True)
     return True

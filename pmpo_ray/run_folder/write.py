@@ -20,7 +20,7 @@ import yaml
 from pmpo_ray.pmpo.config import OptimizeJobConfig
 from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.run_folder import layout
-from pmpo_ray.store import atomic_write_json, atomic_write_parquet, atomic_write_text
+from pmpo_ray.store import atomic_write_json, atomic_write_parquet, atomic_write_text, folder_mode
 
 HISTORY_SCHEMA = pa.schema(
     [
@@ -61,6 +61,7 @@ def write_task_run(
         )
     check_run_dir(run_dir, overwrite)
     staging = Path(tempfile.mkdtemp(prefix=layout.staging_prefix(run_dir), dir=run_dir.parent))
+    staging.chmod(folder_mode())  # mkdtemp makes 0700; a run folder is read like any other
     old = staging.with_name(staging.name + ".old")
     try:
         pq.write_table(history_table(result), staging / layout.HISTORY)

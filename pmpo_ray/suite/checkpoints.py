@@ -81,7 +81,8 @@ class SuiteCheckpoints:
 
     def restore(self, point: ResumePoint) -> int:
         """Put every run back where `point` (from `read_resume_point`) left it."""
-        if point.path is None:
+        if point.path is None:  # starting over: rounds logged before are run again
+            trim_round_log(self.out_dir, 0)
             return 0
         for run in self.runs:
             restore(run, point.tasks[run.task.task_id])

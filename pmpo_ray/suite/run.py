@@ -67,7 +67,7 @@ def run_suite(
     )
     fingerprints = {task.task_id: run_fingerprint(task, job) for task, job in zip(tasks, jobs)}
     point = read_resume_point(work, fingerprints) if resume else None
-    with _resume_hint(work), _suite_engines(config, engines) as client:
+    with _resume_hint(out, work), _suite_engines(config, engines) as client:
         if layout.suite_summary_path(work).exists():  # resumed to finish its evaluation
             summary = read_json(layout.suite_summary_path(work))
             evaluation = _evaluate(read_run_folder(out, evaluations=False), config, client)
@@ -95,7 +95,7 @@ def run_suite(
 
 
 @contextmanager
-def _resume_hint(work: Path):
+def _resume_hint(out: Path, work: Path):
     """A pool that lost every replica ends the job; the rounds before it are checkpointed."""
     from pmpo_ray.engines.ray_data_client import PoolDownError
     from pmpo_ray.run_folder import layout
@@ -103,11 +103,13 @@ def _resume_hint(work: Path):
     try:
         yield
     except PoolDownError as error:
-        saved = layout.state_dir(work)
-        raise PoolDownError(
-            f"{error}; the finished rounds are saved in {saved}: run the same command again "
-            "with --resume"
-        ) from None
+        if layout.suite_summary_path(out).exists():  # the optimization had finished
+            how = "finish the evaluation with --resume --evaluate (not --overwrite)"
+        else:
+            again = "with --resume in place of --overwrite" if work != out else "with --resume"
+            how = f"the finished rounds are saved in {layout.state_dir(work)}: run the same "
+            how += f"command again {again}"
+        raise PoolDownError(f"{error}; {how}") from None
 
 
 @contextmanager
