@@ -51,8 +51,7 @@ def error_line(error: Exception, user_errors: tuple) -> tuple[str, bool]:
     the user's (bad input, also from inside a replica), a pool left without replicas, and
     anything raised inside Ray (its root cause; the full trace in a log file). Anything else
     is a bug: re-raised."""
-    from pmpo_ray.engines.ray_data_client import PoolDownError
-    from pmpo_ray.errors import ReplicaError, is_from_ray, one_line
+    from pmpo_ray.errors import PoolDownError, ReplicaError, is_from_ray, one_line
 
     if isinstance(error, user_errors) and not is_from_ray(error):  # Ray's wrapper of a
         return str(error), True  # ValueError is a ValueError too, with pages of text

@@ -24,6 +24,17 @@ class ReplicaError(RuntimeError):
     """A replica failed on a request for a reason other than the user's input."""
 
 
+class PoolDownError(RuntimeError):
+    """A pool has no replica left to answer: its replicas died and did not come back."""
+
+
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """Errors from Ray and the hub run to dozens of lines; a one-line message needs the first
+    (the error's type name when it has no text)."""
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:limit]
+
+
 def root_cause(error: BaseException) -> BaseException:
     """The innermost error: Ray's wrappers keep it in `.cause`, Python's in `__cause__`."""
     seen = set()
@@ -64,7 +75,6 @@ def write_trace(error: BaseException) -> Path | None:
 def one_line(error: BaseException) -> str:
     """The error's first line (its root cause's, for a Ray error) and where its trace went."""
     cause = root_cause(error) if is_from_ray(error) else error
-    lines = str(cause).strip().splitlines() or [""]
     kind = "" if isinstance(cause, ReplicaError) else f"{type(cause).__name__}: "
     trace = write_trace(error)
-    return f"{kind}{lines[0]}" + (f" (full trace: {trace})" if trace else "")
+    return f"{kind}{first_line(cause)}" + (f" (full trace: {trace})" if trace else "")

@@ -103,8 +103,14 @@ def _create_beside(path: Path) -> Path:
     raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
-def folder_mode() -> int:
-    """The mode `mkdir` gives a new folder under the current umask (0o755 under 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
+def new_folder_beside(path: Path, prefix: str) -> Path:
+    """A new, empty folder with a unique name beside `path`, made by mkdir so the umask
+    applies (tempfile.mkdtemp makes 0700, and a run folder renamed from it would keep that)."""
+    for _ in range(100):
+        candidate = path.with_name(f"{prefix}{secrets.token_hex(4)}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{path}: no free folder name beside it")

@@ -1,11 +1,23 @@
 """Faults at the engine boundary for tests of what a failure leaves behind: a scripted engine
-that breaks on a chosen scoring call, a small two-task suite, and a folder's bytes."""
+that breaks on a chosen scoring call, a small task and a small two-task suite, a scoring table
+for replica pools, and a folder's bytes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pmpo_ray.requests import Example, score_requests
 from tests.fakes import FakeEngine, scripted_rewrites
+
+# One small built-in task and one short round, for commands that must fail before the work.
+SMALL_TASK = {
+    "name": "navigate",
+    "data": "builtin:bbh/navigate.json",
+    "format": "multiple_choice",
+    "initial_prompt": "Answer.",
+    "max_train": 4,
+}
+ONE_ROUND = {"iterations": 1, "hard_cases": 1, "rewrites_per_case": 1}
 
 
 class EngineDown(RuntimeError):
@@ -62,6 +74,20 @@ def suite_config(
         ],
         "evaluation": {"max_examples": 4},
     }
+
+
+def scoring_table(n_examples=24):
+    """Two prompts × `n_examples` scoring rows of task "t", for jobs on fake replica pools."""
+    examples = [
+        Example(str(i), f"question {i}", "an answer " * (1 + i % 4)) for i in range(n_examples)
+    ]
+    return score_requests(
+        [("a", "Think."), ("b", "Think carefully.")],
+        examples,
+        task_id="t",
+        kind="candidate",
+        role="system",
+    )
 
 
 def folder_bytes(folder: Path, skip: str | None = None) -> dict[str, bytes]:

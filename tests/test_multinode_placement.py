@@ -4,7 +4,6 @@ A CPU-only head and two worker nodes of 2 logical GPUs each, all on loopback; re
 fixed-latency fake engine, so what is tested is where Ray puts them and how rows flow.
 """
 
-import os
 from collections import Counter
 
 import pyarrow as pa
@@ -16,67 +15,20 @@ from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.vllm_engine import VllmConfig
 from pmpo_ray.requests import SCORE_REQUEST_SCHEMA
 from tests.fakes import FakeEngine, PlacedFakeReplica, scripted_rewrites
+from tests.ray_clusters import loopback_cluster
 
 pytestmark = pytest.mark.ray
 
 GPU_NODES = 2
 GPUS_PER_NODE = 2
 GPUS = GPU_NODES * GPUS_PER_NODE
-# Loopback, but not 127.0.0.1: ray.init rewrites that address to the machine's own IP, where
-# nodes bound to loopback do not listen.
-LOOPBACK_IP = "127.0.0.2"
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    # A driver talks to one Ray at a time: leave a session-wide local Ray (conftest's
-    # `local_ray`) if an earlier module started it, and bring it back afterwards.
-    had_local_ray = ray.is_initialized()
-    ray.shutdown()
-    with pytest.MonkeyPatch.context() as env:
-        if "RAY_AUTH_MODE" not in os.environ:
-            # Nodes of a test cluster need no tokens; but a local Ray started before in this
-            # process chose token mode, and Ray caches that choice: keep it then.
-            env.setenv("RAY_AUTH_MODE", "disabled")
-        env.delenv("RAY_ADDRESS", raising=False)  # never join a head left on this machine
-        loopback = {"node_ip_address": LOOPBACK_IP, "object_store_memory": 100 * 2**20}
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 2, "num_gpus": 0, "include_dashboard": False, **loopback},
-        )
-        try:
-            for _ in range(GPU_NODES):
-                cluster.add_node(num_cpus=2, num_gpus=GPUS_PER_NODE, **loopback)
-            cluster.wait_for_nodes()
-            ray.init(
-                address=cluster.address,
-                _node_ip_address=LOOPBACK_IP,
-                namespace="pmpo-multinode",
-                log_to_driver=False,
-            )
-            yield cluster
-        finally:
-            ray.shutdown()
-            cluster.shutdown()
-    if had_local_ray:
-        restart_local_ray()
-
-
-def restart_local_ray():
-    """The same local Ray as conftest's `local_ray` fixture."""
-    import ray
-
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        namespace="pmpo-tests",
-        log_to_driver=False,
-    )
+    gpu_node = {"num_cpus": 2, "num_gpus": GPUS_PER_NODE}
+    with loopback_cluster([gpu_node] * GPU_NODES, namespace="pmpo-multinode") as cluster:
+        yield cluster
 
 
 def gpu_node_ids() -> set[str]:

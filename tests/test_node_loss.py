@@ -5,20 +5,20 @@ A CPU head and two worker nodes of one logical GPU each, on loopback; one fake r
 node. Nodes are removed through `ray.cluster_utils.Cluster`, as a preempted machine leaves.
 """
 
-import os
 import threading
 import time
 
 import pytest
 
 from pmpo_ray.config import ReplicaConfig
-from pmpo_ray.engines.ray_data_client import PoolDownError, RayDataClient
+from pmpo_ray.engines.ray_data_client import RayDataClient
 from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.vllm_engine import VllmConfig
+from pmpo_ray.errors import PoolDownError
 from pmpo_ray.suite.checkpoints import SuiteCheckpoints
+from tests.failures import scoring_table
 from tests.fakes import FakeEngine, SlowFakeReplica, scripted_rewrites
-from tests.test_multinode_placement import LOOPBACK_IP, restart_local_ray
-from tests.test_replica_failover import scoring_table
+from tests.ray_clusters import loopback_cluster
 
 pytestmark = pytest.mark.ray
 ROUND_SECONDS = {"generation_seconds": 1.0, "scoring_seconds": 2.0}
@@ -26,31 +26,9 @@ ROUND_SECONDS = {"generation_seconds": 1.0, "scoring_seconds": 2.0}
 
 @pytest.fixture
 def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    had_local_ray = ray.is_initialized()
-    ray.shutdown()
-    with pytest.MonkeyPatch.context() as env:
-        if "RAY_AUTH_MODE" not in os.environ:  # as in test_multinode_placement.py
-            env.setenv("RAY_AUTH_MODE", "disabled")
-        env.delenv("RAY_ADDRESS", raising=False)
-        loopback = {"node_ip_address": LOOPBACK_IP, "object_store_memory": 100 * 2**20}
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 2, "num_gpus": 0, "include_dashboard": False, **loopback},
-        )
-        try:
-            for _ in range(2):
-                cluster.add_node(num_cpus=1, num_gpus=1, **loopback)
-            cluster.wait_for_nodes()
-            ray.init(address=cluster.address, _node_ip_address=LOOPBACK_IP, log_to_driver=False)
-            yield cluster
-        finally:
-            ray.shutdown()
-            cluster.shutdown()
-    if had_local_ray:
-        restart_local_ray()
+    gpu_node = {"num_cpus": 1, "num_gpus": 1}
+    with loopback_cluster([gpu_node, gpu_node], namespace="pmpo-node-loss") as cluster:
+        yield cluster
 
 
 def node_of(cluster, actor):

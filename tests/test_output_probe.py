@@ -24,16 +24,9 @@ from pmpo_ray.store import (
     write_or_keep,
 )
 from pmpo_ray.tasks.task import load_task
+from tests.failures import ONE_ROUND as OPTIMIZER
+from tests.failures import SMALL_TASK as TASK
 from tests.fakes import FakeEngine, scripted_rewrites
-
-TASK = {
-    "name": "navigate",
-    "data": "builtin:bbh/navigate.json",
-    "format": "multiple_choice",
-    "initial_prompt": "Answer.",
-    "max_train": 4,
-}
-OPTIMIZER = {"iterations": 1, "hard_cases": 1, "rewrites_per_case": 1}
 
 
 @pytest.fixture

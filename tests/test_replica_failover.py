@@ -14,7 +14,8 @@ from pmpo_ray.config import ReplicaConfig
 from pmpo_ray.engines.ray_data_client import RayDataClient
 from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.vllm_engine import VllmConfig
-from pmpo_ray.requests import Example, generate_requests, score_requests
+from pmpo_ray.requests import generate_requests
+from tests.failures import scoring_table
 from tests.fakes import FakeEngine, SlowFakeReplica, scripted_rewrites
 
 pytestmark = pytest.mark.ray
@@ -26,19 +27,6 @@ def client(local_ray):
     client = RayDataClient(ReplicaPool.start(VllmConfig(), replicas, replica_class=SlowFakeReplica))
     yield client
     client.close()
-
-
-def scoring_table(n_examples=24):
-    examples = [
-        Example(str(i), f"question {i}", "an answer " * (1 + i % 4)) for i in range(n_examples)
-    ]
-    return score_requests(
-        [("a", "Think."), ("b", "Think carefully.")],
-        examples,
-        task_id="t",
-        kind="candidate",
-        role="system",
-    )
 
 
 def kill_replica_mid_job(client, index):

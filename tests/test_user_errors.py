@@ -12,16 +12,9 @@ from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.run_folder.write import write_task_run
 from pmpo_ray.tasks.task import load_task
+from tests.failures import ONE_ROUND as OPTIMIZER
+from tests.failures import SMALL_TASK as TASK
 from tests.fakes import FakeEngine, scripted_rewrites
-
-TASK = {
-    "name": "navigate",
-    "data": "builtin:bbh/navigate.json",
-    "format": "multiple_choice",
-    "initial_prompt": "Answer.",
-    "max_train": 4,
-}
-OPTIMIZER = {"iterations": 1, "hard_cases": 1, "rewrites_per_case": 1}
 
 
 @pytest.fixture(autouse=True)

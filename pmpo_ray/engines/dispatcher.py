@@ -14,6 +14,10 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
+from pmpo_ray.errors import first_line
+
+REASON_CHARS = 200  # of a replica's failure, as kept in the pool's health
+
 
 @dataclass
 class ReplicaWork:
@@ -149,13 +153,13 @@ class ReplicaDispatcher:
             except TimeoutError:
                 continue
             except ActorDiedError as error:  # no restarts left, or its node is gone for good
-                self._settle(index, gone=first_line(error))
+                self._settle(index, gone=first_line(error, REASON_CHARS))
                 return
             except RayActorError:  # restarting: calls fail fast until the engine is loaded
                 await asyncio.sleep(self.poll_seconds)
                 continue
             except Exception as error:  # never leave it "restarting" forever
-                self._settle(index, gone=first_line(error))
+                self._settle(index, gone=first_line(error, REASON_CHARS))
                 return
             self._settle(index, gone=None)
             return
@@ -182,9 +186,3 @@ class ReplicaDispatcher:
         if self._changed is None:
             self._changed = asyncio.Event()
         return self._changed
-
-
-def first_line(error: BaseException, limit: int = 200) -> str:
-    """Ray's actor errors run to dozens of lines; a pool's health needs the first."""
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:limit]

@@ -16,14 +16,10 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pmpo_ray.engines.dispatcher import first_line
+from pmpo_ray.engines.dispatcher import REASON_CHARS
 from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.row_chunks import reassemble, split_rows
-from pmpo_ray.errors import USER_ERROR_NAMES, ReplicaError, root_cause
-
-
-class PoolDownError(RuntimeError):
-    """A pool has no replica left to answer: its replicas died and did not come back."""
+from pmpo_ray.errors import USER_ERROR_NAMES, PoolDownError, ReplicaError, first_line, root_cause
 
 
 def call_with_failover(
@@ -47,7 +43,7 @@ def call_with_failover(
             result, work = wait_for_call(actors[index].call.remote(method, *args), node_id)
             return result
         except (RayActorError, NodeLostError) as error:
-            ray.get(dispatcher.report_failure.remote(index, first_line(error)))
+            ray.get(dispatcher.report_failure.remote(index, first_line(error, REASON_CHARS)))
             index = None  # report_failure took it back
         except Exception as error:
             cause = root_cause(error)

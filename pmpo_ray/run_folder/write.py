@@ -8,7 +8,6 @@ suite.json is written last: its presence marks a finished suite.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +19,12 @@ import yaml
 from pmpo_ray.pmpo.config import OptimizeJobConfig
 from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.run_folder import layout
-from pmpo_ray.store import atomic_write_json, atomic_write_parquet, atomic_write_text, folder_mode
+from pmpo_ray.store import (
+    atomic_write_json,
+    atomic_write_parquet,
+    atomic_write_text,
+    new_folder_beside,
+)
 
 HISTORY_SCHEMA = pa.schema(
     [
@@ -60,8 +64,7 @@ def write_task_run(
             f"{run_dir}: config is for task {config.task.name!r}, the result for {result.task_id!r}"
         )
     check_run_dir(run_dir, overwrite)
-    staging = Path(tempfile.mkdtemp(prefix=layout.staging_prefix(run_dir), dir=run_dir.parent))
-    staging.chmod(folder_mode())  # mkdtemp makes 0700; a run folder is read like any other
+    staging = new_folder_beside(run_dir, layout.staging_prefix(run_dir))
     old = staging.with_name(staging.name + ".old")
     try:
         pq.write_table(history_table(result), staging / layout.HISTORY)

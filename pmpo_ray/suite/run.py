@@ -97,7 +97,7 @@ def run_suite(
 @contextmanager
 def _resume_hint(out: Path, work: Path):
     """A pool that lost every replica ends the job; the rounds before it are checkpointed."""
-    from pmpo_ray.engines.ray_data_client import PoolDownError
+    from pmpo_ray.errors import PoolDownError
     from pmpo_ray.run_folder import layout
 
     try:

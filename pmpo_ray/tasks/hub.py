@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from pmpo_ray.errors import first_line
 from pmpo_ray.tasks.formats import DataError
 
 HUB_PREFIX = "hf:"
@@ -46,19 +47,14 @@ def load_hub_dataset(name: str, config: str | None, split: str):
     except DatasetNotFoundError as error:
         raise DataError(
             f"{source}: the Hugging Face hub has no dataset of that name, or it is private or "
-            f"gated; the dataset is unknown ({_first_line(error)}); check the name, or {LOCAL_HINT}"
+            f"gated; the dataset is unknown ({first_line(error)}); check the name, or {LOCAL_HINT}"
         ) from None
     except OSError as error:  # ConnectionError, offline mode, timeouts
         raise DataError(
-            f"{source}: the Hugging Face hub could not be reached ({_first_line(error)}); "
+            f"{source}: the Hugging Face hub could not be reached ({first_line(error)}); "
             f"{LOCAL_HINT}"
         ) from None
     except ValueError as error:  # an unknown configuration or split
         raise DataError(
-            f"{source}: cannot load configuration {config!r}, split {split!r} "
-            f"({_first_line(error)})"
+            f"{source}: cannot load configuration {config!r}, split {split!r} ({first_line(error)})"
         ) from None
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
