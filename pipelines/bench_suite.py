@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from pmpo_ray import optimize_suite
+from pmpo_ray.reports.tables import round_seconds as round_wall
 
 
 def run_once(config: Path, replicas: int, iterations: int | None, out: Path) -> dict:
@@ -30,10 +31,8 @@ def run_once(config: Path, replicas: int, iterations: int | None, out: Path) -> 
     )
     wall = time.perf_counter() - started
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
-    round_seconds = sum(r["generation_seconds"] + r["scoring_seconds"] for r in rounds)
-    busy = sum(
-        r["scorer_busy_fraction"] * (r["generation_seconds"] + r["scoring_seconds"]) for r in rounds
-    )
+    round_seconds = sum(round_wall(r) for r in rounds)
+    busy = sum(r["scorer_busy_fraction"] * round_wall(r) for r in rounds)
     return {
         "replicas": replicas,
         "wall_seconds": wall,

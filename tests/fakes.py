@@ -146,6 +146,57 @@ class FakeReplica(EngineReplica):
         pass
 
 
+class StalledFakeReplica(FakeReplica):
+    """A FakeReplica taking 3 s per call: a call long enough to do something beside it."""
+
+    def __init__(self, engine=None, prompt_format=None, cpu_threads=1):
+        super().__init__(engine, prompt_format, cpu_threads, delay_seconds=3.0)
+
+
+class QuickFakeReplica(FakeReplica):
+    """A FakeReplica taking 0.2 s per call: jobs last long enough to overlap."""
+
+    def __init__(self, engine=None, prompt_format=None, cpu_threads=1):
+        super().__init__(engine, prompt_format, cpu_threads, delay_seconds=0.2)
+
+
+class TimedClient:
+    """Wraps an engine client, recording each call's (stage, start, end, rows); passes the
+    client's `concurrent_jobs` on, and can add a delay per call to a client without one."""
+
+    def __init__(self, client, delay_seconds=0.0, concurrent_jobs=None):
+        self.client = client
+        self.delay_seconds = delay_seconds
+        self.concurrent_jobs = (
+            getattr(client, "concurrent_jobs", False)
+            if concurrent_jobs is None
+            else concurrent_jobs
+        )
+        self.calls: list[tuple[str, float, float, int]] = []
+
+    def generate(self, requests):
+        return self._timed("generate", self.client.generate, requests)
+
+    def score(self, requests, with_token_logprobs=False):
+        return self._timed("score", self.client.score, requests)
+
+    def count_tokens(self, texts):
+        return self.client.count_tokens(texts)
+
+    def overlapped(self) -> bool:
+        """Whether a generation call and a scoring call were ever in flight together."""
+        generations = [(s, e) for stage, s, e, _ in self.calls if stage == "generate"]
+        scorings = [(s, e) for stage, s, e, _ in self.calls if stage == "score"]
+        return any(gs < se and ss < ge for gs, ge in generations for ss, se in scorings)
+
+    def _timed(self, stage, call, requests):
+        started = time.perf_counter()
+        time.sleep(self.delay_seconds)
+        result = call(requests)
+        self.calls.append((stage, started, time.perf_counter(), requests.num_rows))
+        return result
+
+
 class SlowFakeReplica(FakeReplica):
     """A FakeReplica taking a second per call: long enough to kill one in the middle of a call."""
 

@@ -45,7 +45,8 @@ def test_unknown_backend_is_named(tmp_path):
     path = tmp_path / "scoring.yaml"
     path.write_text("engine:\n  backend: tgi\n")
     with pytest.raises(
-        ValueError, match=r"field 'engine.backend': backend must be one of vllm, hf; got 'tgi'"
+        ValueError,
+        match=r"field 'engine.backend': backend must be one of vllm, hf, simulated; got 'tgi'",
     ):
         load_config(ScoringConfig, path)
 

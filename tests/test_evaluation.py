@@ -75,6 +75,11 @@ def test_single_task_run_evaluates_every_prompt(task_run_dir):
     assert rows["optimized"]["accuracy"] == pytest.approx(share_yes)
     assert rows["initial"]["accuracy"] == 0.0  # "not sure" names no option: never a guess
     assert rows["optimized"]["pairwise_accuracy"] is not None  # Yes/No distractor scored
+    # Option accuracy from the same pass: the fake engine charges "Yes" and "No" alike (one
+    # word each), a tie at the top, which counts as wrong; per character "Yes" costs less.
+    assert all(row["option_accuracy"] == 0.0 for row in rows.values())
+    norm = [row["option_accuracy_norm"] for row in rows.values()]
+    assert norm == pytest.approx([share_yes] * 4)
     # four names, four distinct texts: every prompt scored (target + 1 distractor) and answered
     assert engine.score_calls == [4 * 10 * 2] and engine.generate_calls == [4 * 10]
 
@@ -86,6 +91,7 @@ def test_single_task_run_evaluates_every_prompt(task_run_dir):
 
     saved = json.loads((task_run_dir / "evaluation.json").read_text())
     assert saved == json.loads(json.dumps(result))
+    assert all("option_accuracy_norm" in row for row in saved["prompts"])
     counterfactual = saved["generation_counterfactual"]
     assert counterfactual["candidates_scored"] == 1 + 2  # initial + two rewrites
     mean_tokens = rows["optimized"]["tokens_generated"] / 10
@@ -127,6 +133,9 @@ def test_suite_tasks_each_take_one_scoring_and_one_generation_call(tmp_path, sou
     assert set(pairs) == {"initial", "optimized", "terse"}
     assert all(row["accuracy"] is None for row in pairs.values())
     assert all(0.0 <= row["pairwise_accuracy"] <= 1.0 for row in pairs.values())
+    assert all(row["option_accuracy"] is None for row in pairs.values())  # no options
+    navigate = results["navigate"]["prompts"]
+    assert all(row["option_accuracy"] is not None for row in navigate)
     assert results["pairs"]["answer_match"] == "none"
     for task_id in ("navigate", "pairs"):
         assert (tmp_path / "suite" / "tasks" / task_id / "evaluation.json").is_file()

@@ -7,6 +7,7 @@ import pytest
 from pmpo_ray.config import ModelConfig, ReplicaConfig
 from pmpo_ray.engines.hf_engine import HfConfig
 from pmpo_ray.engines.pool_plan import (
+    FALLBACK_KV_CACHE_GIB,
     GIB,
     LOGPROB_COPIES,
     PROCESS_BASE_BYTES,
@@ -47,6 +48,9 @@ def test_cpu_replica_memory_is_base_weights_kv_cache_and_the_logprob_batch(tmp_p
 def test_a_model_not_on_this_machine_counts_no_weights():
     engine = HfConfig(max_batch_tokens=100)
     assert replica_memory_bytes(engine, on_gpu=False, model_folder=None) == PROCESS_BASE_BYTES
+    # vLLM's CPU cache is still allocated: the fallback size when the model's config is elsewhere
+    fallback = PROCESS_BASE_BYTES + FALLBACK_KV_CACHE_GIB * GIB
+    assert replica_memory_bytes(VllmConfig(), on_gpu=False, model_folder=None) == fallback
 
 
 def test_a_gpu_pool_on_a_cpu_cluster_is_refused_with_how_to_fix_it():
@@ -71,8 +75,42 @@ def test_replicas_that_overfill_memory_are_refused_but_fewer_fit(tmp_path):
     needs = pool_needs("scorer", pool, folder)
     assert needs[0].memory_bytes > 5 * GIB  # 4 such replicas do not fit in 20 GiB
     [problem] = placement_problems(needs, [CPU_NODE])
-    assert "lower scorer.replicas.num_replicas, the engine's kv_cache_gib" in problem
+    assert "\n" not in problem
+    # what a replica takes, part by part, so the user sees which knob matters
+    assert "GiB of memory (process 2.5 + weights 0.0 + KV cache 4.0 + logits 0.0 GiB)" in problem
+    assert "cpu: 13 CPU, 0 GPU, 0.4 GiB left beside scorer x3" in problem
+    assert problem.endswith(
+        "lower scorer.replicas.num_replicas, scorer.engine.kv_cache_gib or "
+        "scorer.engine.max_batch_tokens (or another pool's), or add nodes"
+    )
     assert placement_problems(needs[:3], [CPU_NODE]) == []
+
+
+def test_a_pool_sharing_nodes_with_another_pool_is_told_what_the_other_holds(tmp_path):
+    folder = model_folder(tmp_path, weight_bytes=10_000)
+    scorer = PoolConfig(engine=VllmConfig(kv_cache_gib=4), replicas=ReplicaConfig(num_replicas=2))
+    rewriter = PoolConfig(engine=VllmConfig(kv_cache_gib=8), replicas=ReplicaConfig())
+    nodes = [NodeCapacity("a", 8, 0, 16 * GIB), NodeCapacity("b", 8, 0, 16 * GIB)]
+    needs = pool_needs("scorer", scorer, folder) + pool_needs("rewriter", rewriter, folder)
+    assert placement_problems(needs, nodes) == []  # rewriter on one node, the scorers beside
+    [problem] = placement_problems(needs + pool_needs("scorer", scorer, folder), nodes)
+    assert problem.startswith("the scorer pool's replicas need 1 CPU, 0 GPU and ~6.5 GiB")
+    assert "beside rewriter x1" in problem and "beside scorer x2" in problem
+    assert "lower scorer.replicas.num_replicas, scorer.engine.kv_cache_gib" in problem
+
+
+def test_a_replica_larger_than_any_node_says_to_shrink_it_not_to_add_nodes(tmp_path):
+    folder = model_folder(tmp_path, weight_bytes=10_000, vocab=50_000)
+    pool = PoolConfig(engine=VllmConfig(kv_cache_gib=24), replicas=ReplicaConfig())
+    [problem] = placement_problems(pool_needs("scorer", pool, folder), [CPU_NODE])
+    assert "the largest node has 20.0 GiB" in problem
+    assert problem.endswith(
+        "lower scorer.engine.kv_cache_gib or scorer.engine.max_batch_tokens, or use larger nodes"
+    )
+    # a transformers engine has no KV cache knob; the batch is what it can lower
+    hf = PoolConfig(engine=HfConfig(max_batch_tokens=2**17), replicas=ReplicaConfig())
+    [problem] = placement_problems(pool_needs("scorer", hf, folder), [CPU_NODE])
+    assert "kv_cache_gib" not in problem and "lower scorer.engine.max_batch_tokens" in problem
 
 
 def test_two_pools_are_placed_together_across_nodes():
@@ -98,3 +136,36 @@ def test_an_impossible_pool_fails_before_any_replica_starts(local_ray):
     with pytest.raises(ModelNotFoundError, match="-missing"):  # before any replica loads it
         with open_engines(unknown, on_ray=True):
             pass
+
+
+@pytest.mark.ray
+def test_replicas_reserve_their_estimate_so_another_job_is_refused_not_killed(
+    local_ray, monkeypatch
+):
+    """Each replica reserves its memory estimate as Ray's `memory` resource, so a second
+    suite on the same cluster is checked against what is left, not against the node's total."""
+    from pmpo_ray.engines import pool_plan
+    from pmpo_ray.engines.replicas import ReplicaPool
+    from tests.fakes import FakeReplica
+
+    monkeypatch.setattr(pool_plan, "RELEASE_GRACE_S", 1.0)
+    replicas = ReplicaConfig(num_replicas=1, num_cpus=0)
+    estimate = pool_plan.replica_memory_reservation(VllmConfig(), replicas)
+    total = local_ray.cluster_resources()["memory"]
+    fitting = int(total // estimate)  # replicas of the default model the local node holds
+    assert fitting >= 1, (total, estimate)
+    wanted = {"scorer": PoolConfig(replicas=ReplicaConfig(num_replicas=fitting, num_cpus=0))}
+    pool_plan.check_pools_fit(wanted)  # an empty cluster holds them
+
+    other_job = ReplicaPool.start(
+        VllmConfig(), replicas, replica_class=FakeReplica, reserve_memory=True
+    )
+    try:
+        free = sum(pool_plan.available_memory_per_node().values())
+        assert free == pytest.approx(total - estimate, rel=0.01)
+        with pytest.raises(ValueError, match="reserved by other replicas") as refused:
+            pool_plan.check_pools_fit(wanted)
+        assert str(refused.value).startswith("the scorer pool's replicas need")
+    finally:
+        other_job.shutdown()
+    pool_plan.check_pools_fit(wanted)  # freed again (within the grace period)

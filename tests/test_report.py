@@ -172,6 +172,12 @@ def test_suite_report_has_summary_tables_curves_diff_and_cost(suite, capsys):
     assert "- **mean held-out CE**: 2.0000 → 1.0000" in markdown
     assert "- **mean held-out accuracy (1 task(s))**: 50.0% → 75.0%" in markdown
     assert "- **mean held-out pairwise accuracy (1 task(s))**: 50.0% → 75.0%" in markdown
+    # Pairwise accuracy, read from log-probabilities, has its own column beside accuracy;
+    # option accuracy has none: no task here has options.
+    assert "| held-out CE | accuracy | pairwise accuracy | forward passes |" in markdown
+    pairs = next(line for line in markdown.splitlines() if line.startswith("| pairs |"))
+    assert "| — | 50.0% → 75.0% |" in pairs
+    assert "option accuracy" not in markdown
     for label in ("initial", "optimized", "baseline: no instruction"):
         assert markdown.count(f"| {label} |") == 2, label
     assert markdown.count('| baseline: "Let\'s think step by step" |') == 2
@@ -279,3 +285,42 @@ def test_report_opens_in_headless_chromium_without_errors(tmp_path):
     problems = "\n".join(check_page(broken).problems)
     assert "image does not load or decode: report_files/gone.png" in problems
     assert "image does not load or decode: report_files/corrupt.png" in problems
+
+
+def add_option_accuracy(folder: Path, values: dict[str, tuple[float, float]]) -> None:
+    """Prompt name -> (option accuracy, length-normalized), written into evaluation.json."""
+    path = folder / "evaluation.json"
+    evaluation = json.loads(path.read_text())
+    for prompt in evaluation["prompts"]:
+        acc, norm = values.get(prompt["name"], (0.5, 0.5))
+        prompt.update(option_accuracy=acc, option_accuracy_norm=norm)
+    path.write_text(json.dumps(evaluation))
+
+
+def test_option_accuracy_shows_beside_accuracy_where_a_task_measured_it(tmp_path):
+    out = make_suite(
+        tmp_path / "suite", [toy_task("choice", fmt="multiple_choice"), toy_task("plain")]
+    )
+    write_evaluation(out / "tasks" / "choice", fmt="multiple_choice")
+    add_option_accuracy(out / "tasks" / "choice", {"initial": (0.25, 0.5), "optimized": (0.5, 1.0)})
+    write_evaluation(out / "tasks" / "plain")
+    files = write_report(out)
+    markdown = files.markdown.read_text()
+    lines = markdown.splitlines()
+
+    columns = "| accuracy | option accuracy | length-normalized option accuracy |"
+    assert markdown.count(columns) == 2  # the tasks table and the choice task's own table
+    assert "pairwise accuracy" not in markdown
+    choice = next(line for line in lines if line.startswith("| choice |"))
+    assert "| 50.0% → 75.0% | 25.0% → 50.0% | 50.0% → 100.0% |" in choice
+    plain = next(line for line in lines if line.startswith("| plain |"))
+    assert "| 50.0% → 75.0% | — | — |" in plain
+    assert "- **mean held-out accuracy (2 task(s))**: 50.0% → 75.0%" in markdown
+    assert "- **mean held-out option accuracy (1 task(s))**: 25.0% → 50.0%" in markdown
+    summary = "- **mean held-out length-normalized option accuracy (1 task(s))**: 50.0% → 100.0%"
+    assert summary in markdown
+    initial_rows = [line for line in lines if line.startswith("| initial |")]
+    assert sum("| 2.0000 | 50.0% | 25.0% | 50.0% |" in line for line in initial_rows) == 1
+    assert "length in characters" in markdown  # what the normalization divides by, said once
+    html = files.html.read_text()
+    assert "<th>option accuracy</th><th>length-normalized option accuracy</th>" in html

@@ -108,7 +108,11 @@ def _on_ray(scorer: PoolConfig, rewriter: PoolConfig | None, prompt_format, ray:
     try:
         for config in (scorer, rewriter):
             if config is not None:
-                pools.append(ReplicaPool.start(config.engine, config.replicas, prompt_format))
+                pools.append(
+                    ReplicaPool.start(
+                        config.engine, config.replicas, prompt_format, reserve_memory=True
+                    )
+                )
         return RayDataClient(*pools)
     except BaseException:
         for pool in pools:

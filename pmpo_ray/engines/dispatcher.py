@@ -67,9 +67,10 @@ class ReplicaDispatcher:
         self.served = [0] * len(actors)
         self.work = [ReplicaWork() for _ in actors]
         self.failures = 0  # calls lost to a dying replica (each was sent again elsewhere)
-        # The first error a replica raised in the current job, as (type, message, where):
-        # Ray Data passes only the text of a task's error to the driver, not the error.
-        self.error: tuple[str, str, str] | None = None
+        # Per job, the first error a replica raised in it, as (type, message, where): Ray
+        # Data passes only the text of a task's error to the driver, not the error. Keyed by
+        # job because a generation job and a scoring job may share the pool at once.
+        self.errors: dict[str, tuple[str, str, str]] = {}
         self.down: dict[int, str] = {}  # index -> why, while restarting
         self.gone: dict[int, str] = {}  # index -> why, for good
         self._watchers: set[asyncio.Task] = set()
@@ -107,14 +108,12 @@ class ReplicaDispatcher:
         self._watchers.add(watcher)  # keep a reference: the loop holds tasks weakly
         watcher.add_done_callback(self._watchers.discard)
 
-    def record_error(self, kind: str, message: str, where: str) -> None:
-        if self.error is None:
-            self.error = (kind, message, where)
+    def record_error(self, job: str, kind: str, message: str, where: str) -> None:
+        self.errors.setdefault(job, (kind, message, where))
 
-    def take_error(self) -> tuple[str, str, str] | None:
-        """The error recorded since the last call (and forget it)."""
-        error, self.error = self.error, None
-        return error
+    def take_error(self, job: str) -> tuple[str, str, str] | None:
+        """The first error recorded for `job` (and forget it)."""
+        return self.errors.pop(job, None)
 
     def live_indices(self) -> list[int]:
         return [i for i in range(len(self.actors)) if i not in self.down and i not in self.gone]

@@ -118,6 +118,21 @@ def local_model_folder(config: ModelConfig) -> str | None:
     return resolve_model_path(config)
 
 
+def model_folder_if_here(config: ModelConfig) -> str | None:
+    """The model's folder when it is on this machine already: nothing is downloaded or
+    converted (the default model counts once materialized); None otherwise."""
+    if config.name == DEFAULT_MODEL:
+        target = (config.cache_dir or default_cache_dir()) / DEFAULT_MODEL_FOLDER
+        return str(target) if (target / COMPLETE_MARKER).exists() else None
+    local = Path(config.name).expanduser()
+    if local.is_dir():
+        return str(local) if (local / "config.json").exists() else None
+    try:
+        return _hub_snapshot(config.name, allow_download=False)
+    except ModelNotFoundError:
+        return None
+
+
 def _hub_snapshot(model_id: str, allow_download: bool) -> str:
     from huggingface_hub import snapshot_download
 

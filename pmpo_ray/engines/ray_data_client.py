@@ -11,25 +11,32 @@ answered, exactly once, in order.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pmpo_ray.engines.dispatcher import REASON_CHARS
-from pmpo_ray.engines.replicas import ReplicaPool
+from pmpo_ray.engines.replicas import TOKENS_GROUP, ReplicaPool
 from pmpo_ray.engines.row_chunks import reassemble, split_rows
 from pmpo_ray.errors import USER_ERROR_NAMES, PoolDownError, ReplicaError, first_line, root_cause
 
 
 def call_with_failover(
-    pool_name: str, actors: list, dispatcher, method: str, *args, max_deaths: int = 3
+    pool_name: str,
+    actors: list,
+    dispatcher,
+    method: str,
+    *args,
+    job: str = "",
+    max_deaths: int = 3,
 ):
     """Run `method` on the least busy live replica; if that replica's process dies (or its
     node leaves the cluster) during the call, run it again on another live one (or the
     restarted one), up to `max_deaths` times: a request that kills every replica it meets
     (say, one too big for memory) must not use up the whole pool. A replica that raised an
-    ordinary error is not retried: the error is the answer."""
+    ordinary error is not retried: the error is the answer, recorded for `job`."""
     import ray
     from ray.exceptions import RayActorError
 
@@ -40,7 +47,10 @@ def call_with_failover(
         index, node_id = lent
         work = None
         try:
-            result, work = wait_for_call(actors[index].call.remote(method, *args), node_id)
+            call = actors[index].call
+            if method == "count_tokens":  # a tokenizer call: not behind the engine's batch
+                call = call.options(concurrency_group=TOKENS_GROUP)
+            result, work = wait_for_call(call.remote(method, *args), node_id)
             return result
         except (RayActorError, NodeLostError) as error:
             ray.get(dispatcher.report_failure.remote(index, first_line(error, REASON_CHARS)))
@@ -49,7 +59,7 @@ def call_with_failover(
             cause = root_cause(error)
             where = f"{pool_name} replica {index}"
             # waited for: the driver asks for it as soon as the job has failed
-            ray.get(dispatcher.record_error.remote(type(cause).__name__, str(cause), where))
+            ray.get(dispatcher.record_error.remote(job, type(cause).__name__, str(cause), where))
             raise
         finally:
             if index is not None:
@@ -58,7 +68,8 @@ def call_with_failover(
         f"{method} of {describe_args(args)} in the {pool_name} pool: {max_deaths} replicas died "
         "running it (too big for a replica's memory?)"
     )
-    ray.get(dispatcher.record_error.remote("ReplicaError", message, f"the {pool_name} pool"))
+    where = f"the {pool_name} pool"
+    ray.get(dispatcher.record_error.remote(job, "ReplicaError", message, where))
     raise ReplicaError(message)
 
 
@@ -94,10 +105,17 @@ def node_alive(node_id: str) -> bool:
 
 
 def call_replica(
-    batch: pa.Table, *, pool_name: str, actors: list, dispatcher, method: str, call_args: tuple
+    batch: pa.Table,
+    *,
+    pool_name: str,
+    actors: list,
+    dispatcher,
+    method: str,
+    call_args: tuple,
+    job: str,
 ) -> pa.Table:
     """A Ray Data map_batches task: one batch on one live replica of the pool."""
-    return call_with_failover(pool_name, actors, dispatcher, method, batch, *call_args)
+    return call_with_failover(pool_name, actors, dispatcher, method, batch, *call_args, job=job)
 
 
 def pool_down_message(pool_name: str, health: dict) -> str:
@@ -120,6 +138,10 @@ class RayDataClient:
         if rewriter is not None and rewriter is not scorer:
             self.pools["rewriter"] = rewriter
         self.jobs = 0
+        self._jobs_lock = threading.Lock()
+        # A generation job and a scoring job may run at once (pmpo/rounds.py overlaps them):
+        # each is its own Ray Data execution, and replica errors are recorded per job.
+        self.concurrent_jobs = True
         # From the pools' own reservations, not available_resources(): a pool shut down a
         # moment ago frees its CPUs asynchronously, and the question is about configuration.
         reserved = sum(pool.reserved_cpus for pool in self.pools.values())
@@ -159,7 +181,9 @@ class RayDataClient:
         from ray.data import TaskPoolStrategy
 
         pool = self.pools[pool_name]
-        self.jobs += 1
+        with self._jobs_lock:
+            self.jobs += 1
+            job = f"{method}-{self.jobs}"
         # One block per batch, so every map task has input from the start.
         rows = batch_rows_for(requests.num_rows, len(pool.actors), pool.batch_rows)
         blocks = split_rows(requests, rows)
@@ -174,17 +198,17 @@ class RayDataClient:
                 "dispatcher": pool.dispatcher,
                 "method": method,
                 "call_args": call_args,
+                "job": job,
             },
             batch_size=rows,
             batch_format="pyarrow",
             compute=TaskPoolStrategy(size=2 * len(pool.actors)),
             num_cpus=0,
         )
-        ray.get(pool.dispatcher.take_error.remote())  # a failed earlier job's is not ours
         try:
             parts = [part for part in ray.get(dataset.to_arrow_refs()) if part.num_rows]
         except Exception as error:
-            clean = job_error(pool, pool_name, error)
+            clean = job_error(pool, pool_name, job, error)
             if clean is error:
                 raise
             raise clean from error
@@ -194,7 +218,7 @@ class RayDataClient:
         return reassemble(requests, [in_request_order(result, requests)])
 
 
-def job_error(pool: ReplicaPool, pool_name: str, error: Exception) -> Exception:
+def job_error(pool: ReplicaPool, pool_name: str, job: str, error: Exception) -> Exception:
     """The error a failed job raises: Ray Data wraps a task's error in pages of its own and
     drops the error itself, so the replica's error is rebuilt from what the dispatcher
     recorded (a ValueError stays one: the user's input), or the pool is down."""
@@ -203,7 +227,7 @@ def job_error(pool: ReplicaPool, pool_name: str, error: Exception) -> Exception:
     health = pool.health()
     if health["live"] == 0:
         return PoolDownError(pool_down_message(pool_name, health))
-    recorded = ray.get(pool.dispatcher.take_error.remote())
+    recorded = ray.get(pool.dispatcher.take_error.remote(job))
     if recorded is None:
         return error
     kind, message, where = recorded

@@ -16,9 +16,10 @@ from pydantic import Discriminator, Field, Tag
 
 from pmpo_ray.config import FrozenConfig, PromptFormat, ReplicaConfig
 from pmpo_ray.engines.hf_engine import HfEngine
+from pmpo_ray.engines.simulated_engine import SimulatedEngine
 from pmpo_ray.engines.vllm_engine import VllmEngine
 
-BACKENDS: dict[str, type] = {"vllm": VllmEngine, "hf": HfEngine}
+BACKENDS: dict[str, type] = {"vllm": VllmEngine, "hf": HfEngine, "simulated": SimulatedEngine}
 DEFAULT_BACKEND = "vllm"
 
 

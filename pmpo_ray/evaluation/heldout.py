@@ -2,7 +2,8 @@
 
 Every prompt (initial, optimized, baselines) is scored on the held-out split in the same
 batched teacher-forced pass the optimizer uses (cross-entropy; preference loss and pairwise
-accuracy where rejected answers exist), and answers greedily for accuracy. Building the
+accuracy where rejected answers exist; for multiple-choice tasks, option accuracy: the option
+the model scores highest, from that same pass), and answers greedily for accuracy. Building the
 requests and reading the results back are kept apart from running them, so one suite's tasks
 share one scoring call and one generation call, and this file is testable without a model.
 """
@@ -16,6 +17,7 @@ import pyarrow as pa
 
 from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.evaluation.extractors import is_correct
+from pmpo_ray.evaluation.option_accuracy import option_accuracy
 from pmpo_ray.pmpo.loss import example_losses, mean_loss, pairwise_accuracy
 from pmpo_ray.requests import Example, generate_requests, score_requests
 
@@ -143,14 +145,14 @@ def grade_answers(
 
 
 def score_metrics(task: EvalTask, scored: pa.Table) -> dict[str, dict]:
-    """candidate id -> held-out CE (nats/token), the task's loss, pairwise accuracy, cost."""
+    """candidate id -> held-out CE (nats/token), the task's loss, pairwise and option
+    accuracy, cost."""
     ce = example_losses(scored, objective="ce", reduction="mean")
     loss = example_losses(
         scored, objective=task.objective, reduction=task.reduction, beta=task.beta
     )
-    rows = scored.select(
-        ["candidate_id", "example_id", "weight", "logprob_sum", "n_input_tokens"]
-    ).to_pylist()
+    columns = ["candidate_id", "example_id", "weight", "logprob_sum", "n_input_tokens"]
+    rows = scored.select([*columns, "continuation"]).to_pylist()
     metrics = {}
     for candidate_id in ce:
         mine = [row for row in rows if row["candidate_id"] == candidate_id]
@@ -158,10 +160,23 @@ def score_metrics(task: EvalTask, scored: pa.Table) -> dict[str, dict]:
             "heldout_ce": mean_loss(ce[candidate_id]),
             "heldout_loss": mean_loss(loss[candidate_id]),
             "pairwise_accuracy": _pairwise(mine),
+            **option_metrics(task, mine),
             "forward_passes": len(mine),
             "tokens_scored": sum(row["n_input_tokens"] for row in mine),
         }
     return metrics
+
+
+def option_metrics(task: EvalTask, rows: Sequence[dict]) -> dict[str, float | None]:
+    """Option accuracy (lm-eval's acc) and its per-character variant (acc_norm), from the rows
+    already scored; null for formats without options (a preference task's rejected answers
+    are not options to choose among: pairwise accuracy is its measure)."""
+    if task.format != "multiple_choice":
+        return {"option_accuracy": None, "option_accuracy_norm": None}
+    return {
+        "option_accuracy": option_accuracy(rows),
+        "option_accuracy_norm": option_accuracy(rows, per_char=True),
+    }
 
 
 def _pairwise(rows: Sequence[dict]) -> float | None:

@@ -3,7 +3,8 @@
 Each evaluation.json records its basis: the evaluation settings, a hash of the optimization
 result it measured (the task's resolved config, its initial and best prompts and losses) and
 a hash of the held-out examples and prompts. A task whose file holds the current basis (and
-whose predictions exist) is kept; a missing, truncated or other-basis file is evaluated again.
+whose predictions exist) is kept; a missing, truncated or other-basis file is evaluated again,
+and so is a multiple-choice task's file written before option accuracy was measured.
 """
 
 from __future__ import annotations
@@ -54,9 +55,22 @@ def kept_evaluation(task_dir: Path, basis: dict) -> dict | None:
         return None
     if not isinstance(data, dict) or data.get(BASIS) != basis:
         return None
+    if lacks_option_accuracy(data):
+        return None
     if not (Path(task_dir) / layout.PREDICTIONS).is_file():
         return None
     return data
+
+
+def lacks_option_accuracy(data: dict) -> bool:
+    """A multiple-choice evaluation from before option accuracy: its scoring pass already
+    held the distractors, but the field was not written, so keeping it would report null."""
+    if data.get("format") != "multiple_choice":
+        return False
+    prompts = data.get("prompts")
+    if not isinstance(prompts, list):
+        return True
+    return any(not isinstance(p, dict) or "option_accuracy" not in p for p in prompts)
 
 
 def _sha256(value: object) -> str:

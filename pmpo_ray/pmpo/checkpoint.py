@@ -5,6 +5,12 @@ converts it generically in both directions: no field is copied by hand, and a fi
 the state is saved without touching this file. Never pickle: checkpoints are read across
 versions and by people. NaN losses (prompts that could not be scored) stay floats, which
 `json.dumps` writes as NaN and `json.loads` reads back.
+
+Checkpoints are incremental: after a run's first round only what a round changed is written
+(`changes`), and replaying a run's entries in order (`apply`) gives its snapshot back. Most
+fields are small and bounded (the population, the losses a later round reads), so a changed one
+is written whole; the fields that grow with every iteration only ever get entries added, so
+just the new entries are written, under "NAME+". A full snapshot is an entry too.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ RUN_STATE = TypeAdapter(RunState)
 # The state's fields sit beside the task id at the top level, where the suite's checkpoint
 # also adds its own summary keys; restoring reads exactly these.
 STATE_FIELDS = tuple(f.name for f in fields(RunState))
+# Fields that only ever gain entries (rewrite_step.py appends to them), by how they grow:
+# history is a list appended to, lineage a dict of new keys, scored_texts a set (sorted list).
+GROWING = {"history": "list", "lineage": "dict", "scored_texts": "set"}
+ADDED = "+"  # "history+" holds the records added since the run's previous entry
 
 
 def snapshot(run: TaskRun) -> dict:
@@ -39,3 +49,48 @@ def restore(run: TaskRun, data: dict) -> None:
             f"checkpoint of task {data['task_id']!r}: field(s) {', '.join(missing)} missing"
         )
     run.state = RUN_STATE.validate_python({name: data[name] for name in STATE_FIELDS})
+
+
+def changes(before: dict | None, after: dict) -> dict:
+    """The entry that turns snapshot `before` (None: nothing written yet) into `after`: the
+    fields that differ, whole, and of each growing field only its new entries."""
+    if before is None:
+        return dict(after)
+    entry = {"task_id": after["task_id"]}
+    for name in STATE_FIELDS:
+        if name in GROWING:
+            added = new_entries(GROWING[name], before[name], after[name])
+            if added:
+                entry[name + ADDED] = added
+        elif before[name] != after[name]:
+            entry[name] = after[name]
+    return entry
+
+
+def apply(state: dict | None, entry: dict) -> dict:
+    """`state` (a snapshot, None before the first entry) with `entry` replayed on it; keys
+    that are not state fields (summaries a checkpoint adds for readers) are ignored."""
+    merged = dict(state or {})
+    for key, value in entry.items():
+        name = key.removesuffix(ADDED)
+        if key.endswith(ADDED) and name in GROWING:
+            merged[name] = grown(GROWING[name], merged.get(name), value)
+        elif key == "task_id" or key in STATE_FIELDS:
+            merged[key] = value
+    return merged
+
+
+def new_entries(kind: str, before, after):
+    if kind == "list":
+        return after[len(before) :]
+    if kind == "dict":
+        return {key: value for key, value in after.items() if key not in before}
+    return sorted(set(after) - set(before))
+
+
+def grown(kind: str, before, added):
+    if kind == "list":
+        return [*(before or []), *added]
+    if kind == "dict":
+        return {**(before or {}), **added}
+    return sorted(set(before or []) | set(added))

@@ -1,14 +1,26 @@
-"""Drive task runs round by round: one generation call and one scoring call per round, for
-all active tasks together, however many tasks there are.
+"""Drive task runs round by round through two stage lanes, generation and scoring, each running
+one engine job at a time for a group of tasks, however many tasks there are.
+
+A round of a task is a generation stage then a scoring stage. With one cohort every active task
+plays each stage in the same job (one generation job, then one scoring job, per round). With
+two cohorts a job takes one half of the tasks (fixed at the start), so while one half
+generates the other half scores: a separate rewriter pool and the scorer pool both stay busy.
+(A shared pool gains little: its replicas run both stages either way, and decoding half the
+rewrite requests takes nearly as long as decoding all of them.) Each task sees
+only its own requests and results, so how tasks are grouped never changes what a task does:
+the same seed gives the same prompts with one cohort or many.
 
 The engines are anything with `generate(table)` / `score(table)`: a bare engine, a replica
-pool, or a Ray Data fan-out over a pool. Request ids are renumbered into one table and mapped
-back, so each task sees only its own rows.
+pool, or a Ray Data fan-out over a pool. Request ids are renumbered into one table per job and
+mapped back. Jobs run in two threads only when the client says its calls may overlap
+(`concurrent_jobs`, true for Ray Data pools); an in-process engine is called from this thread.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import pyarrow as pa
@@ -18,7 +30,9 @@ from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
 
+# on_round(round index, the runs that finished a round in it, stats of that round)
 RoundCallback = Callable[[int, Sequence[TaskRun], dict], None]
+GENERATE, SCORE = "generate", "score"
 
 
 def combine_requests(tables: Sequence[pa.Table]) -> tuple[pa.Table, list[int]]:
@@ -65,6 +79,46 @@ def column_total(tables: Sequence[pa.Table], column: str) -> int:
     return sum(pc.sum(t.column(column)).as_py() or 0 for t in tables if column in t.column_names)
 
 
+def cohort_of(runs: Sequence[TaskRun], cohorts: int) -> dict[int, int]:
+    """id(run) -> its cohort: the runs in order, cut into `cohorts` blocks of even size. A
+    cohort stays together for the whole run (it shrinks as its tasks finish), so no job is
+    ever split into smaller ones and each stage's batches stay as large as they can be."""
+    return {id(run): index * cohorts // len(runs) for index, run in enumerate(runs)}
+
+
+@dataclass
+class Job:
+    """One stage's engine call for a group of tasks, in flight."""
+
+    stage: str
+    runs: list[TaskRun]
+    requests: list[pa.Table]
+    future: Future
+    started: float
+
+
+@dataclass
+class Lanes:
+    """Tasks waiting for each stage, the job each stage has in flight, and the finished
+    generation stats each task carries into its scoring stage."""
+
+    waiting: dict[str, list[TaskRun]]
+    cohorts: dict[int, int]  # id(run) -> cohort
+    running: dict[str, Job] = field(default_factory=dict)
+    generation_stats: dict[int, dict] = field(default_factory=dict)  # id(run) -> stats
+
+    def busy(self) -> bool:
+        return bool(self.running or self.waiting[GENERATE] or self.waiting[SCORE])
+
+    def take_cohort(self, stage: str) -> list[TaskRun]:
+        """The waiting runs of the cohort that has waited longest for `stage`."""
+        waiting = self.waiting[stage]
+        cohort = self.cohorts[id(waiting[0])]
+        group = [run for run in waiting if self.cohorts[id(run)] == cohort]
+        self.waiting[stage] = [run for run in waiting if self.cohorts[id(run)] != cohort]
+        return group
+
+
 def run_rounds(
     runs: Sequence[TaskRun],
     *,
@@ -72,32 +126,92 @@ def run_rounds(
     scorer,
     on_round: RoundCallback | None = None,
     rounds_done: int = 0,
+    cohorts: int = 1,
 ) -> list[OptimizationResult]:
-    """Rounds until every run is done; `on_round(index, runs, stats)` sees each round's
-    per-stage wall time, request counts and tokens (generated; read by the scorer)."""
-    round_index = rounds_done  # > 0 when resuming runs restored from a checkpoint
-    while active := [run for run in runs if not run.done]:
-        round_index += 1
-        stats = {"round": round_index, "active_tasks": len(active)}
-        started = time.perf_counter()
-        plans = [run.plan_generation() for run in active]
-        no_samples = GENERATE_RESULT_SCHEMA.empty_table()
-        generated = run_stage(plans, generator.generate, no_samples)
-        for run, samples in zip(active, generated):
-            run.take_generations(samples)
-        stats["generation_requests"] = sum(t.num_rows for t in plans)
-        stats["generation_tokens"] = column_total(generated, "n_tokens")
-        stats["generation_seconds"] = time.perf_counter() - started
-        started = time.perf_counter()
-        requests = [run.plan_scoring() for run in active]
-        empty_scored = pa.table({"request_id": pa.array([], pa.int64())})
-        scored = run_stage(requests, scorer.score, empty_scored)
-        for run, rows in zip(active, scored):
-            run.take_scores(rows)
-        stats["scoring_requests"] = sum(t.num_rows for t in requests)
-        stats["scoring_tokens"] = column_total(scored, "n_input_tokens")  # a naive scorer's
-        stats["scoring_tokens_computed"] = column_total(scored, "n_computed_tokens")
-        stats["scoring_seconds"] = time.perf_counter() - started
-        if on_round is not None:
-            on_round(round_index, runs, stats)
+    """Rounds until every run is done. `on_round(index, advanced, stats)` sees each round:
+    the runs that finished one in it, each stage's wall time, request counts and tokens
+    (generated; read by the scorer), and `wall_seconds` since the previous round ended."""
+    overlap = getattr(scorer, "concurrent_jobs", False) and getattr(
+        generator, "concurrent_jobs", False
+    )
+    cohorts = cohorts if overlap else 1  # in turn, smaller jobs would only cost batch size
+    calls = {GENERATE: generator.generate, SCORE: scorer.score}
+    active = [run for run in runs if not run.done]
+    lanes = Lanes({GENERATE: active, SCORE: []}, cohort_of(active, cohorts))
+    round_index, last_round_end = rounds_done, time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2 if overlap else 1) as threads:
+        submit = threads.submit if overlap else run_now
+        while lanes.busy():
+            for stage in (GENERATE, SCORE):
+                if stage not in lanes.running and lanes.waiting[stage]:
+                    lanes.running[stage] = start_job(stage, lanes, calls[stage], submit)
+            wait([job.future for job in lanes.running.values()], return_when=FIRST_COMPLETED)
+            for stage in (GENERATE, SCORE):
+                job = lanes.running.get(stage)
+                if job is None or not job.future.done():
+                    continue
+                del lanes.running[stage]
+                stats = finish_job(job, lanes)
+                if stats is not None:
+                    round_index += 1
+                    now = time.perf_counter()
+                    stats = {"round": round_index, **stats, "wall_seconds": now - last_round_end}
+                    last_round_end = now
+                    if on_round is not None:
+                        on_round(round_index, job.runs, stats)
     return [run.result() for run in runs]
+
+
+def start_job(stage: str, lanes: Lanes, call, submit) -> Job:
+    """The cohort that has waited longest for `stage`, planned and sent as one job."""
+    group = lanes.take_cohort(stage)
+    if stage == GENERATE:
+        requests = [run.plan_generation() for run in group]
+        empty = GENERATE_RESULT_SCHEMA.empty_table()
+    else:
+        requests = [run.plan_scoring() for run in group]
+        empty = pa.table({"request_id": pa.array([], pa.int64())})
+    future = submit(run_stage, requests, call, empty)
+    return Job(stage, group, requests, future, time.perf_counter())
+
+
+def finish_job(job: Job, lanes: Lanes) -> dict | None:
+    """Hand a finished job's results to its tasks and move them on; the stats of the round
+    the group completed when it was a scoring job, else None."""
+    results = job.future.result()  # an engine error ends the run here
+    seconds = time.perf_counter() - job.started
+    if job.stage == GENERATE:
+        for run, requests, samples in zip(job.runs, job.requests, results):
+            run.take_generations(samples)
+            lanes.generation_stats[id(run)] = {
+                "generation_requests": requests.num_rows,
+                "generation_tokens": column_total([samples], "n_tokens"),
+                "generation_seconds": seconds,
+            }
+        lanes.waiting[SCORE].extend(job.runs)
+        return None
+    for run, rows in zip(job.runs, results):
+        run.take_scores(rows)
+    lanes.waiting[GENERATE].extend(run for run in job.runs if not run.done)
+    generation = [lanes.generation_stats.pop(id(run)) for run in job.runs]
+    return {
+        "active_tasks": len(job.runs),
+        "generation_requests": sum(g["generation_requests"] for g in generation),
+        "generation_tokens": sum(g["generation_tokens"] for g in generation),
+        "generation_seconds": generation[0]["generation_seconds"],  # the cohort's one job
+        "scoring_requests": sum(t.num_rows for t in job.requests),
+        "scoring_tokens": column_total(results, "n_input_tokens"),  # a naive scorer's
+        "scoring_tokens_computed": column_total(results, "n_computed_tokens"),
+        "scoring_seconds": seconds,
+    }
+
+
+def run_now(function, *args) -> Future:
+    """A finished future of `function(*args)`, run in this thread: the executor's `submit`
+    for clients whose calls must not overlap."""
+    future: Future = Future()
+    try:
+        future.set_result(function(*args))
+    except BaseException as error:  # raised where the result is read, as from a thread
+        future.set_exception(error)
+    return future

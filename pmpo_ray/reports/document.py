@@ -75,11 +75,27 @@ def build_document(run: RunFolder, figures: Figures) -> list[Block]:
             " A suite's tasks share rounds, so their times overlap; the summary's is the suite's."
         )
     blocks.append(Paragraph(note))
+    if sentence := option_accuracy_note(run):
+        blocks.append(Paragraph(sentence))
     if run.rounds:
         blocks += rounds_section(run, figures)
     for task in run.tasks:
         blocks += task_section(task, figures.loss_curves[task.task_id])
     return blocks
+
+
+OPTION_ACCURACY_NOTE = (
+    "Option accuracy needs no generation: in the held-out scoring pass the model's choice is "
+    "the option it gives the highest log-probability (lm-evaluation-harness's acc); the "
+    "length-normalized one divides each option's log-probability by its length in characters "
+    "(acc_norm). A tie at the top counts as wrong."
+)
+
+
+def option_accuracy_note(run: RunFolder) -> str | None:
+    """What option accuracy means, once, where some task measured it."""
+    evaluations = [t.evaluation for t in run.tasks if t.evaluation is not None]
+    return OPTION_ACCURACY_NOTE if tables.measured(evaluations, "option_accuracy") else None
 
 
 def rounds_section(run: RunFolder, figures: Figures) -> list[Block]:

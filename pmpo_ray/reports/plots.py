@@ -74,7 +74,8 @@ def loss_curve_png(points: Sequence[Point], title: str, path: Path) -> None:
 
 
 def round_times_png(rounds: Sequence[dict], path: Path) -> None:
-    """Seconds per round, split into the generation and the scoring stage."""
+    """Seconds per round, split into the generation and the scoring stage; where cohorts
+    overlapped the stages, the round's wall time is drawn as a line over them."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 3.2), dpi=100)
     try:
@@ -83,6 +84,9 @@ def round_times_png(rounds: Sequence[dict], path: Path) -> None:
         scoring = [float(r.get("scoring_seconds", 0.0)) for r in rounds]
         axes.bar(index, generation, color="#4c72b0", label="generation (rewriter)")
         axes.bar(index, scoring, bottom=generation, color="#55a868", label="scoring")
+        if all("wall_seconds" in r for r in rounds):
+            wall = [float(r["wall_seconds"]) for r in rounds]
+            axes.plot(index, wall, color="#333333", marker="o", label="round wall time")
         axes.set_xlabel("round")
         axes.set_ylabel("seconds")
         axes.set_title("Wall time per round", fontsize=10)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from statistics import mean
 
 from pmpo_ray.run_folder.records import Cost, Evaluation, RunFolder, TaskFolder
@@ -65,18 +66,37 @@ def add_costs(costs) -> Cost:
     )
 
 
-def metric_name(evaluation: Evaluation) -> str:
-    return "pairwise accuracy" if evaluation.format == "preference" else "accuracy"
+# PromptScore field -> header. Accuracy grades greedy answers; the others are read from the
+# scoring pass's log-probabilities: the option the model scores highest (multiple choice, as
+# lm-eval's acc / acc_norm) and the share of rejected answers ranked below the chosen one.
+ACCURACIES = (
+    ("accuracy", "accuracy"),
+    ("option_accuracy", "option accuracy"),
+    ("option_accuracy_norm", "length-normalized option accuracy"),
+    ("pairwise_accuracy", "pairwise accuracy"),
+)
 
 
-def metric(evaluation: Evaluation, name: str) -> float | None:
-    """Accuracy, or for preference tasks the share of pairs ranked right."""
+def metric(evaluation: Evaluation, name: str, field: str = "accuracy") -> float | None:
+    """One prompt's accuracy of one kind (an ACCURACIES field), None where not measured.
+    Pairwise accuracy is shown for preference tasks only: a multiple-choice task's
+    evaluation.json has it too, but option accuracy says more plainly how it chooses."""
     score = evaluation.prompt(name)
-    if score is None:
+    if score is None or (field == "pairwise_accuracy" and evaluation.format != "preference"):
         return None
-    if evaluation.format == "preference":
-        return score.pairwise_accuracy
-    return score.accuracy
+    return getattr(score, field)
+
+
+def measured(evaluations, field: str) -> bool:
+    """Whether any prompt of these evaluations has this accuracy: its column shows."""
+    return any(metric(e, p.name, field) is not None for e in evaluations for p in e.prompts)
+
+
+def accuracy_change(evaluation: Evaluation, field: str) -> str:
+    before, after = (metric(evaluation, n, field) for n in ("initial", "optimized"))
+    if before is None and after is None:
+        return DASH
+    return change(percent(before), percent(after))
 
 
 def evaluation_cost(evaluation: Evaluation) -> Cost:
@@ -91,9 +111,7 @@ def optimization_cost(run: RunFolder) -> Cost:
     """Summed over tasks, except time: a suite's tasks share rounds, so their clocks overlap."""
     total = add_costs(t.training_cost for t in run.tasks)
     if run.rounds:
-        seconds = sum(
-            r.get("generation_seconds", 0.0) + r.get("scoring_seconds", 0.0) for r in run.rounds
-        )
+        seconds = sum(round_seconds(r) for r in run.rounds)
     else:
         seconds = max(t.training_cost.seconds for t in run.tasks)
     return Cost(total.forward_passes, total.tokens_scored, total.tokens_generated, seconds)
@@ -122,16 +140,15 @@ def summary_items(run: RunFolder) -> list[tuple[str, str]]:
     items.append(
         ("mean held-out CE", mean_change(evaluated, lambda e, n: e.prompt(n).heldout_ce, number))
     )
-    for name, preference in (("accuracy", False), ("pairwise accuracy", True)):
+    for field, name in ACCURACIES:
         chosen = [
             t
             for t in evaluated
-            if (t.evaluation.format == "preference") == preference
-            and None not in (metric(t.evaluation, "initial"), metric(t.evaluation, "optimized"))
+            if None not in (metric(t.evaluation, n, field) for n in ("initial", "optimized"))
         ]
         if chosen:
             label = f"mean held-out {name} ({len(chosen)} task(s))"
-            items.append((label, mean_change(chosen, metric, percent)))
+            items.append((label, mean_change(chosen, partial(metric, field=field), percent)))
     return items
 
 
@@ -144,24 +161,32 @@ def mean_change(tasks: list[TaskFolder], value, show) -> str:
 
 
 def tasks_table(run: RunFolder) -> Table:
+    """Per task, initial → optimized. Accuracy always has a column; the likelihood-based
+    accuracies only where some task measured them."""
+    evaluated = [t.evaluation for t in run.tasks if t.evaluation is not None]
+    extra = [(f, name) for f, name in ACCURACIES[1:] if measured(evaluated, f)]
     headers = ("task", "format", "iterations", "training loss", "held-out CE", "accuracy")
+    headers += tuple(name for _, name in extra)
     rows = []
     for task in run.tasks:
         evaluation = task.evaluation
         training = change(number(task.initial_loss), number(task.best_loss))
         if evaluation is None:
-            held_out, accuracy, fmt = DASH, "not evaluated yet", DASH
+            held_out, fmt = DASH, DASH
+            accuracies = ("not evaluated yet",) + (DASH,) * len(extra)
         else:
             held_out = change(
                 *(number(evaluation.prompt(n).heldout_ce) for n in ("initial", "optimized"))
             )
-            accuracy = change(*(percent(metric(evaluation, n)) for n in ("initial", "optimized")))
+            fields = ["accuracy", *(f for f, _ in extra)]
+            accuracies = tuple(accuracy_change(evaluation, f) for f in fields)
             fmt = evaluation.format
         cost = task.training_cost
         if evaluation is not None:
             cost = add_costs([cost, evaluation_cost(evaluation)])
         rows.append(
-            (task.task_id, fmt, str(task.iterations), training, held_out, accuracy)
+            (task.task_id, fmt, str(task.iterations), training, held_out)
+            + accuracies
             + cost_cells(cost)
         )
     return Table(headers + COST_HEADERS, tuple(rows))
@@ -178,19 +203,28 @@ def prompts_table(task: TaskFolder) -> Table:
         rows.append(optimization_row + (DASH,) * 3 + cost_cells(task.training_cost))
         return Table(headers + COST_HEADERS, tuple(rows))
     preference = evaluation.format == "preference"
+    shown = [(f, name) for f, name in ACCURACIES if measured([evaluation], f)]
     headers = ("prompt", "training loss", "held-out CE")
     headers += ("held-out preference loss",) if preference else ()
-    headers += (metric_name(evaluation),)
+    headers += tuple(name for _, name in shown)
     rows = []
     for score in evaluation.prompts:
         cells = (PROMPT_LABELS.get(score.name, score.name), number(training.get(score.name)))
         cells += (number(score.heldout_ce),)
         cells += (number(score.heldout_loss),) if preference else ()
-        cells += (percent(metric(evaluation, score.name)),)
+        cells += tuple(percent(metric(evaluation, score.name, f)) for f, _ in shown)
         rows.append(cells + cost_cells(score.cost))
     blank = (DASH,) * (len(headers) - 1)
     rows.append(optimization_row + blank + cost_cells(task.training_cost))
     return Table(headers + COST_HEADERS, tuple(rows))
+
+
+def round_seconds(round_line: dict) -> float:
+    """A round's wall time; logs written before cohorts overlapped their stages lack
+    `wall_seconds`, and there the stages ran one after the other."""
+    if "wall_seconds" in round_line:
+        return float(round_line["wall_seconds"])
+    return float(round_line.get("generation_seconds", 0.0) + round_line.get("scoring_seconds", 0.0))
 
 
 ROUND_COLUMNS = (  # rounds.jsonl key -> header; a column shows only when some round has it
@@ -202,6 +236,8 @@ ROUND_COLUMNS = (  # rounds.jsonl key -> header; a column shows only when some r
     ("scoring_requests", "scoring requests"),
     ("scoring_tokens", "tokens scored"),
     ("scoring_seconds", "scoring (s)"),
+    ("wall_seconds", "round wall (s)"),
+    ("checkpoint_bytes", "checkpoint bytes"),
     ("rewriter_busy_fraction", "rewriter busy"),
     ("scorer_busy_fraction", "scorer busy"),
 )

@@ -45,6 +45,8 @@ def prompt_score(data: dict, where: str) -> PromptScore:
         heldout_loss=checked(data, "heldout_loss", where),
         accuracy=optional_number(data, "accuracy", where),
         pairwise_accuracy=optional_number(data, "pairwise_accuracy", where),
+        option_accuracy=optional_number(data, "option_accuracy", where),
+        option_accuracy_norm=optional_number(data, "option_accuracy_norm", where),
         cost=Cost(
             forward_passes=checked(data, "forward_passes", where, int),
             tokens_scored=checked(data, "tokens_scored", where, int),

@@ -3,7 +3,8 @@
 A task folder (`pmpo optimize --out`, or `tasks/<id>/` of a suite) holds the optimization
 (history.parquet, iterations.json, best_prompt.json/.txt, result.json), the task's own resolved
 config.yaml, and once evaluated, evaluation.json and predictions.parquet. A suite folder holds
-state/round-NNNN.json checkpoints, rounds.jsonl, tasks/<id>/, then config.yaml and suite.json
+state/ (run.json: the run's tasks and fingerprints; round-NNNN.json: what each round
+changed), rounds.jsonl, tasks/<id>/, then config.yaml and suite.json
 (written last: it marks a finished suite). Either may hold a report (report.md, report.html,
 report_files/). A suite run with --overwrite works in .overwrite-staging/ (a whole suite folder
 of its own) until it finishes, then swaps its results in (run_folder/swap.py).
@@ -69,6 +70,11 @@ def state_dir(out: Path) -> Path:
 def state_path(out: Path, round_index: int) -> Path:
     """The checkpoint written after round `round_index`: state/round-NNNN.json."""
     return state_dir(out) / f"round-{round_index:04d}.json"
+
+
+def state_run_path(out: Path) -> Path:
+    """state/run.json: which tasks the checkpoints are of, with their fingerprints."""
+    return state_dir(out) / "run.json"
 
 
 def state_files(out: Path) -> list[Path]:

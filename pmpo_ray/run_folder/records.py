@@ -33,9 +33,13 @@ class PromptScore:
     text: str
     heldout_ce: float
     heldout_loss: float
-    accuracy: float | None
+    accuracy: float | None  # greedy answers graded; None where nothing was generated
     pairwise_accuracy: float | None
     cost: Cost
+    # Read from log-probabilities (the scoring pass), multiple-choice tasks only; None for
+    # other formats and for evaluation.json files written before these existed.
+    option_accuracy: float | None = None
+    option_accuracy_norm: float | None = None  # per character of the option
 
 
 @dataclass(frozen=True)

@@ -1,37 +1,35 @@
-"""A suite's progress on disk: every task run's state after each round, and how to resume it.
+"""A suite's progress on disk: what each round changed, and a line per round for people.
 
-After every round it writes the full state of every task run (`state/round-NNNN.json`: phase,
-population, history, lineage, budgets; see pmpo/checkpoint.py) with each task's fingerprint
-(its settings and a hash of its data; suite/fingerprint.py), appends the round's
-observability line to `rounds.jsonl` (stage wall times, requests, tokens, pool busy
-fractions), then prints a progress line. Both files are plain formats, written atomically, so
-`resume` can restore every task run from the last finished round. A checkpoint that cannot be
-read (a truncated or empty file after a full disk or a crash) is named in a warning and the
-round before it is used; one of another run (other tasks, settings or data) is refused.
+When the job starts it writes `state/run.json` (the tasks and their fingerprints: settings and
+a hash of the data; suite/fingerprint.py). After every round it writes `state/round-NNNN.json`
+with what that round changed in the tasks that finished a round in it (pmpo/checkpoint.py:
+the first entry of a task is its whole state, later ones only the fields that changed and the
+new entries of the growing ones), so the bytes written per round follow the work of the round,
+not the length of the run. It then appends the round's observability line to `rounds.jsonl`
+(stage and wall times, requests, tokens, checkpoint bytes, pool busy fractions) and prints a
+progress line. Every file is plain JSON written atomically; suite/resume_point.py replays them.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from pmpo_ray.pmpo.checkpoint import restore, snapshot
+from pmpo_ray.pmpo.checkpoint import changes, restore, snapshot
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.run_folder.layout import rounds_log_path, state_dir, state_files, state_path
+from pmpo_ray.run_folder.layout import rounds_log_path, state_dir, state_path, state_run_path
 from pmpo_ray.store import atomic_write_json, atomic_write_text
-from pmpo_ray.suite.fingerprint import fingerprint_changes, run_fingerprint
+from pmpo_ray.suite.fingerprint import run_fingerprint
+from pmpo_ray.suite.resume_point import (
+    ResumePoint,
+    drop_rounds_after,
+    read_resume_point,
+    trim_round_log,
+)
 
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """The checkpoint a resumed job starts from; path None: none usable, start at round 0."""
-
-    path: Path | None
-    round: int
-    tasks: dict  # task id -> the state `snapshot` saved
+# Above this many tasks the progress line sums up instead of listing every task.
+LISTED_TASKS = 8
 
 
 class SuiteCheckpoints:
@@ -50,29 +48,37 @@ class SuiteCheckpoints:
         # The suite job passes fingerprints of each task's whole resolved job config; without
         # them, what the runs themselves know (data, optimizer, prompt format) is fingerprinted.
         self.fingerprints = dict(fingerprints or {r.task.task_id: own_fingerprint(r) for r in runs})
+        self._written: dict[str, dict] = {}  # task id -> its state as the checkpoints hold it
         state_dir(out_dir).mkdir(parents=True, exist_ok=True)
         self._busy = self._busy_seconds()
 
-    def on_round(self, round_index: int, runs: Sequence[TaskRun], stats: dict) -> None:
-        stats = dict(stats, **self._busy_fractions(stats))
-        atomic_write_json(self.state(round_index), state_path(self.out_dir, round_index))
+    def on_round(self, round_index: int, advanced: Sequence[TaskRun], stats: dict) -> None:
+        """Checkpoint what the round changed in `advanced` (the runs that finished a round in
+        it), then log and print the round."""
+        written = self.write_round(round_index, advanced)
+        stats = dict(stats, checkpoint_bytes=written, **self._busy_fractions(stats))
         with open(rounds_log_path(self.out_dir), "a", encoding="utf-8") as log:
             log.write(json.dumps(stats) + "\n")
         print(self.progress_line(round_index, stats), flush=True)
 
-    def state(self, round_index: int) -> dict:
-        return {
-            "round": round_index,
-            "fingerprints": self.fingerprints,
-            "tasks": {
-                run.task.task_id: {
-                    "iterations": len(run.history),
-                    "best_loss": run.population[0].loss if run.population else None,
-                    **snapshot(run),
-                }
-                for run in self.runs
-            },
+    def write_round(self, round_index: int, advanced: Sequence[TaskRun]) -> int:
+        """state/round-NNNN.json, atomically; returns the bytes written. The first round also
+        records the run (not before: a resume is checked against the record it finds)."""
+        if round_index == 1 or not state_run_path(self.out_dir).is_file():
+            atomic_write_json({"fingerprints": self.fingerprints}, state_run_path(self.out_dir))
+        snapshots = {run.task.task_id: snapshot(run) for run in advanced}
+        entries = {
+            run.task.task_id: {
+                "iterations": len(run.history),  # for people reading the file
+                "best_loss": run.population[0].loss if run.population else None,
+                **changes(self._written.get(run.task.task_id), snapshots[run.task.task_id]),
+            }
+            for run in advanced
         }
+        text = json.dumps({"round": round_index, "tasks": entries})
+        atomic_write_text(text, state_path(self.out_dir, round_index))
+        self._written.update(snapshots)  # only once the file is in place
+        return len(text.encode())
 
     def resume(self) -> int:
         """Restore every run from the last intact round's state; returns that round (0 when
@@ -80,25 +86,36 @@ class SuiteCheckpoints:
         return self.restore(read_resume_point(self.out_dir, self.fingerprints))
 
     def restore(self, point: ResumePoint) -> int:
-        """Put every run back where `point` (from `read_resume_point`) left it."""
+        """Put every run back where `point` (from `read_resume_point`) left it; a run no round
+        mentions starts over."""
+        drop_rounds_after(self.out_dir, point.round)
+        trim_round_log(self.out_dir, point.round)
         if point.path is None:  # starting over: rounds logged before are run again
-            trim_round_log(self.out_dir, 0)
             return 0
         for run in self.runs:
-            restore(run, point.tasks[run.task.task_id])
-        trim_round_log(self.out_dir, point.round)
+            saved = point.tasks.get(run.task.task_id)
+            if saved is not None:
+                restore(run, saved)
+                self._written[run.task.task_id] = saved
         print(f"resumed from {point.path} (round {point.round})", flush=True)
         return point.round
 
     def progress_line(self, round_index: int, stats: dict) -> str:
+        seconds = stats.get("wall_seconds", stats["generation_seconds"] + stats["scoring_seconds"])
+        line = f"round {round_index} [{seconds:.1f} s]: " + self._task_progress()
+        return line + "".join(f"; {note}" for note in self._short_pools())
+
+    def _task_progress(self) -> str:
+        if len(self.runs) > LISTED_TASKS:
+            done = sum(run.done for run in self.runs)
+            iterations = sum(len(run.history) for run in self.runs)
+            return f"{len(self.runs)} tasks, {done} done, {iterations} iterations in all"
         parts = []
         for run in self.runs:
             loss = f"{run.population[0].loss:.3f}" if run.population else "-"
             mark = "done" if run.done else f"it {len(run.history)}"
             parts.append(f"{run.task.task_id}={loss} ({mark})")
-        seconds = stats["generation_seconds"] + stats["scoring_seconds"]
-        line = f"round {round_index} [{seconds:.1f} s]: " + ", ".join(parts)
-        return line + "".join(f"; {note}" for note in self._short_pools())
+        return ", ".join(parts)
 
     def _short_pools(self) -> list[str]:
         """A pool that lost replicas (a crash, a node gone) keeps working with the rest: say so."""
@@ -120,9 +137,9 @@ class SuiteCheckpoints:
         }
 
     def _busy_fractions(self, stats: dict) -> dict[str, float]:
-        """Share of the round each pool's replicas spent inside an engine call."""
+        """Share of the round's wall time each pool's replicas spent inside an engine call."""
         now = self._busy_seconds()
-        wall = stats["generation_seconds"] + stats["scoring_seconds"]
+        wall = stats.get("wall_seconds", stats["generation_seconds"] + stats["scoring_seconds"])
         fractions = {}
         for name, (busy, replicas) in now.items():
             capacity = wall * replicas
@@ -139,89 +156,3 @@ def own_fingerprint(run: TaskRun) -> dict:
         "prompt_format": run.prompt_format.model_dump(mode="json"),
     }
     return run_fingerprint(run.task, settings)
-
-
-def read_resume_point(out_dir: Path, fingerprints: Mapping[str, dict]) -> ResumePoint:
-    """The last intact checkpoint in `out_dir`, checked to be of the run `fingerprints`
-    (task id -> fingerprint) describes. Reads files only: a job calls it before any engine
-    starts, so a refused resume costs nothing."""
-    found = last_intact_checkpoint(out_dir)
-    if found is None:
-        return ResumePoint(None, 0, {})
-    path, state = found
-    check_same_run(path, state, fingerprints)
-    return ResumePoint(path, state["round"], state["tasks"])
-
-
-def last_intact_checkpoint(out_dir: Path) -> tuple[Path, dict] | None:
-    """(file, state) of the newest checkpoint that reads whole, each unreadable newer one named
-    in a warning; None when there is none."""
-    files = state_files(out_dir)
-    for path in reversed(files):
-        try:
-            state = read_checkpoint(path)
-        except (OSError, ValueError) as error:
-            warn(f"checkpoint {path} is truncated or unreadable ({error}); passing over it")
-            continue
-        if path != files[-1]:
-            warn(f"falling back to the last intact checkpoint, {path} (round {state['round']})")
-        return path, state
-    if files:
-        warn(f"no intact checkpoint in {state_dir(out_dir)}; starting again from round 0")
-    return None
-
-
-def read_checkpoint(path: Path) -> dict:
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise ValueError("empty file")
-    state = json.loads(text)
-    shaped = isinstance(state, dict) and isinstance(state.get("round"), int)
-    if not shaped or not isinstance(state.get("tasks"), dict):
-        raise ValueError("not a checkpoint: fields 'round' and 'tasks' expected")
-    return state
-
-
-def check_same_run(path: Path, state: dict, fingerprints: Mapping[str, dict]) -> None:
-    """Refuse, in one line naming what changed, to resume a checkpoint of another run."""
-    saved, wanted = set(state["tasks"]), set(fingerprints)
-    if saved != wanted:
-        raise ValueError(
-            f"{path}: checkpoint holds tasks {sorted(saved)}, the suite has "
-            f"{sorted(wanted)}; resume with the same suite config"
-        )
-    recorded = state.get("fingerprints")
-    if recorded is None:  # written before checkpoints recorded fingerprints
-        warn(f"{path} records no fingerprint; cannot check that settings and data are the same")
-        return
-    changes = fingerprint_changes(recorded, dict(fingerprints))
-    if changes:
-        raise ValueError(
-            f"{path}: cannot resume another run; changed since: {'; '.join(changes)}. "
-            "Resume with the same config and data, or start a new --out"
-        )
-
-
-def trim_round_log(out_dir: Path, last_round: int) -> None:
-    """rounds.jsonl up to the resumed round: rounds after it are run again and logged again,
-    and a line cut short by a crash would break every reader."""
-    path = rounds_log_path(out_dir)
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if (
-            isinstance(row, dict)
-            and isinstance(row.get("round"), int)
-            and row["round"] <= last_round
-        ):
-            kept.append(line + "\n")
-    atomic_write_text("".join(kept), path)
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)

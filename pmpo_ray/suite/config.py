@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pathlib import Path
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from pmpo_ray.config import FrozenConfig, PromptFormat, RayConfig
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.tasks.config import TaskConfig
+
+# Task fields naming data that `data_root` resolves.
+DATA_FIELDS = ("data", "test_data")
+# Sources that are not local files: never resolved against `data_root`.
+NOT_LOCAL_PREFIXES = ("builtin:", "hf:")
+MISSING_FILES_NAMED = 5  # in the error of a data_root that lacks files
 
 
 class SuiteTask(FrozenConfig):
@@ -20,6 +29,16 @@ class SuiteTask(FrozenConfig):
 
 class SuiteConfig(FrozenConfig):
     name: str = Field(..., min_length=1, description="Suite name, used in logs and results.")
+    # Declared before `tasks`: the tasks' validator reads it.
+    data_root: Path | None = Field(
+        None,
+        description="Folder that tasks' relative local `data` and `test_data` paths are read "
+        "from (e.g. a local BBH checkout, given at run time with `--set data_root=DIR`); "
+        "'builtin:' and 'hf:' sources and absolute paths are used as written. A relative "
+        "data_root is read from the working directory; None reads relative task paths from the "
+        "working directory. The tasks' paths are stored resolved, so each task folder's "
+        "config.yaml names the file its data came from.",
+    )
     tasks: list[SuiteTask] = Field(..., min_length=1, description="The tasks to optimize.")
     optimizer: OptimizerConfig = Field(
         default_factory=OptimizerConfig, description="Default loop settings of every task."
@@ -35,6 +54,45 @@ class SuiteConfig(FrozenConfig):
     evaluation: EvaluationConfig = Field(
         default_factory=EvaluationConfig, description="Held-out evaluation of every task."
     )
+    cohorts: int | None = Field(
+        None,
+        ge=1,
+        description="Groups the tasks play their rounds in, half a round apart: while one "
+        "cohort generates another scores, so a separate rewriter pool and the scorer pool are "
+        "busy at once. 1: every task's stage in one job. None: 2 with a rewriter pool of its "
+        "own, else 1 (on one shared pool, halving the generation batches costs more than the "
+        "overlap gains). Results are the same for any value. On Ray only: engines in this "
+        "process are called in turn, every task's stage in one call.",
+    )
+
+    @field_validator("data_root")
+    @classmethod
+    def data_root_is_a_folder(cls, root: Path | None) -> Path | None:
+        if root is None:
+            return None
+        resolved = root.expanduser().resolve()
+        if not resolved.is_dir():
+            raise user_error("data_root_missing", f"no such folder: {resolved}")
+        return resolved
+
+    @field_validator("tasks")
+    @classmethod
+    def tasks_read_from_data_root(
+        cls, tasks: list[SuiteTask], info: ValidationInfo
+    ) -> list[SuiteTask]:
+        """Relative local data paths joined to `data_root`; each must name a file, so a missing
+        one fails here (task, field and path named) before any engine starts."""
+        root = info.data.get("data_root")  # absent when data_root itself was refused
+        if root is None:
+            return tasks
+        joined = [joined_to_root(entry, root) for entry in tasks]
+        missing = [problem for _, problems in joined for problem in problems]
+        if missing:  # a few named, the rest counted: a wrong root would list every task
+            named = missing[:MISSING_FILES_NAMED]
+            if more := len(missing) - len(named):
+                named.append(f"and {more} more file(s) missing under {root}")
+            raise user_error("data_file_missing", "; ".join(named))
+        return [entry for entry, _ in joined]
 
     @model_validator(mode="after")
     def unique_task_names(self) -> "SuiteConfig":
@@ -44,5 +102,44 @@ class SuiteConfig(FrozenConfig):
             raise ValueError(f"task names must be unique; repeated: {repeated}")
         return self
 
+    def stage_cohorts(self) -> int:
+        """How many cohorts the tasks play in (see `cohorts`)."""
+        if self.cohorts is not None:
+            return self.cohorts
+        return 2 if self.rewriter is not None else 1
+
     def optimizer_for(self, task: SuiteTask) -> OptimizerConfig:
         return task.optimizer or self.optimizer
+
+
+def joined_to_root(entry: SuiteTask, root: Path) -> tuple[SuiteTask, list[str]]:
+    """`entry` with its relative local data paths joined to `root`, and a line for each
+    joined path that is no file."""
+    update, problems = {}, []
+    for field in DATA_FIELDS:
+        reference = getattr(entry.task, field)
+        if reference is None or not is_local_relative(reference):
+            continue
+        path = root / reference
+        update[field] = str(path)
+        if not path.is_file():
+            problems.append(
+                f"task {entry.task.name!r}: field '{field}' ({reference} under data_root): "
+                f"no such file {path}"
+            )
+    if not update:
+        return entry, problems
+    return entry.model_copy(update={"task": entry.task.model_copy(update=update)}), problems
+
+
+def is_local_relative(reference: str) -> bool:
+    """A relative file path: not a 'builtin:' sample, not a hub dataset, not absolute."""
+    if reference.startswith(NOT_LOCAL_PREFIXES):
+        return False
+    return not Path(reference).expanduser().is_absolute()
+
+
+def user_error(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message is `message` as written (a ValueError would get
+    pydantic's 'Value error, ' prefix)."""
+    return PydanticCustomError(kind, "{message}", {"message": message})

@@ -1,11 +1,12 @@
 """Optimize a suite: every task together on shared engine pools in Ray, round by round.
 
 Data, config and a resumed run's checkpoint fail before any engine starts; the replica pools
-start once; each round sends all active tasks' generation requests through one Ray Data job
-and all scoring requests through another (pmpo/rounds.py); checkpoints are written after
-every round (suite/checkpoints.py); the run folder is written at the end (run_folder/), an
---overwrite run's in a staging folder swapped in once finished (suite/out_dir.py); evaluation
-reuses the warm engines and the in-memory results, task by task, and resumes too.
+start once; tasks play their rounds in cohorts (pmpo/rounds.py), each stage of a cohort one
+Ray Data job, one cohort scoring while another generates when the rewriter has a pool of its
+own; what each round changed is checkpointed (suite/checkpoints.py); the run folder is written
+at the end (run_folder/), an --overwrite run's in a staging folder swapped in once finished
+(suite/out_dir.py); evaluation reuses the warm engines and the in-memory results, task by
+task, and resumes too.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def run_suite(
             scorer=client,
             on_round=checkpoints.on_round,
             rounds_done=checkpoints.restore(point) if point else 0,
+            cohorts=config.stage_cohorts(),
         )
         write_suite_tasks(work, results, jobs)
         summary = write_suite_summary(work, config.model_dump(mode="json"), results)

@@ -1,0 +1,160 @@
+"""Option accuracy (lm-eval's acc / acc_norm) from the held-out scoring pass: which option the
+model scores highest, by total or per-character log-probability; ties count as wrong; null
+for formats without options; old evaluation.json files without it still read."""
+
+import json
+
+import pytest
+
+from pmpo_ray.evaluation.heldout import (
+    EvalPrompt,
+    EvalTask,
+    holdout_score_requests,
+    score_metrics,
+)
+from pmpo_ray.evaluation.option_accuracy import option_accuracy, option_choices
+from pmpo_ray.evaluation.resume import kept_evaluation, lacks_option_accuracy
+from pmpo_ray.requests import Example
+from pmpo_ray.run_folder.evaluation_file import read_evaluation
+from tests.fakes import FakeEngine
+
+
+def option(example_id, continuation, logprob, gold=False):
+    return {
+        "example_id": example_id,
+        "continuation": continuation,
+        "logprob_sum": logprob,
+        "weight": 1.0 if gold else -1.0,
+    }
+
+
+def test_the_chosen_option_has_the_highest_summed_logprob():
+    rows = [
+        option("e1", "(A)", -3.0, gold=True),
+        option("e1", "(B)", -1.0),  # the model's favourite: wrong
+        option("e1", "(C)", -5.0),
+        option("e2", "(A)", -4.0),
+        option("e2", "(B)", -0.5, gold=True),  # right
+        option("e2", "(C)", -2.0),
+    ]
+    assert option_choices(rows) == {"e1": "(B)", "e2": "(B)"}
+    assert option_accuracy(rows) == pytest.approx(0.5)
+
+
+def test_length_normalization_can_choose_the_longer_option():
+    long_gold = "a long and correct answer"  # 25 characters: -10 in all, -0.4 per character
+    rows = [option("e1", long_gold, -10.0, gold=True), option("e1", "No", -3.0)]  # -1.5/char
+    assert option_choices(rows) == {"e1": "No"}  # fewer characters to pay for
+    assert option_choices(rows, per_char=True) == {"e1": long_gold}
+    assert option_accuracy(rows) == 0.0
+    assert option_accuracy(rows, per_char=True) == 1.0
+
+
+def test_a_tie_at_the_top_counts_as_wrong_but_a_tie_below_does_not():
+    tied = [option("e1", "Yes", -2.0, gold=True), option("e1", "No", -2.0)]
+    assert option_choices(tied) == {"e1": None}
+    assert option_accuracy(tied) == 0.0
+    below = [
+        option("e1", "(A)", -1.0, gold=True),
+        option("e1", "(B)", -2.0),
+        option("e1", "(C)", -2.0),
+    ]
+    assert option_choices(below) == {"e1": "(A)"}
+    assert option_accuracy(below) == 1.0
+
+
+def test_examples_without_options_give_none():
+    rows = [option("e1", "the answer", -2.0, gold=True)]
+    assert option_choices(rows) == {}
+    assert option_accuracy(rows) is None and option_accuracy(rows, per_char=True) is None
+
+
+def eval_task(fmt, examples, prompts=("Answer.",)):
+    return EvalTask(
+        task_id="t",
+        format=fmt,
+        answer_match="option",
+        examples=tuple(examples),
+        prompts=tuple(EvalPrompt(f"p{i}", text) for i, text in enumerate(prompts)),
+        objective="ce",
+        reduction="mean",
+        beta=1.0,
+    )
+
+
+MC_EXAMPLES = (  # the fake engine charges per word: the gold option is long, "No" one word
+    Example("e1", "q1", "the long right answer", ("No",)),
+    Example("e2", "q2", "Yes", ("no no",)),
+)
+
+
+def test_heldout_scoring_of_a_multiple_choice_task_gives_both_option_accuracies():
+    task = eval_task("multiple_choice", MC_EXAMPLES)
+    requests = holdout_score_requests(task, "system")
+    assert requests.num_rows == 4  # gold + distractor per example: the one scoring pass
+    engine = FakeEngine(lambda *_: "")
+    [metrics] = score_metrics(task, engine.score(requests)).values()
+    assert engine.score_calls == [4]
+    # e1: "No" costs 2 nats, the gold 8: acc picks "No"; per character the gold wins.
+    # e2: "Yes" costs 2 (2/3 per character), "no no" 4 (4/5): both pick the gold.
+    assert metrics["option_accuracy"] == pytest.approx(0.5)
+    assert metrics["option_accuracy_norm"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fmt", ["preference", "supervised"])
+def test_formats_without_options_give_null(fmt):
+    examples = MC_EXAMPLES if fmt == "preference" else (Example("e1", "q1", "answer"),)
+    task = eval_task(fmt, examples)
+    scored = FakeEngine(lambda *_: "").score(holdout_score_requests(task, "system"))
+    [metrics] = score_metrics(task, scored).values()
+    assert metrics["option_accuracy"] is None and metrics["option_accuracy_norm"] is None
+    assert (metrics["pairwise_accuracy"] is None) == (fmt == "supervised")
+
+
+def evaluation_json(fmt="multiple_choice", **option_fields):
+    prompt = {
+        "text": "Answer.",
+        "heldout_ce": 1.0,
+        "heldout_loss": 1.0,
+        "accuracy": 0.5,
+        "pairwise_accuracy": 0.5,
+        "forward_passes": 4,
+        "tokens_scored": 40,
+        "tokens_generated": 8,
+        "seconds": 1.0,
+        **option_fields,
+    }
+    return {
+        "format": fmt,
+        "n_train": 2,
+        "n_heldout": 2,
+        "prompts": [{"name": "initial", **prompt}, {"name": "optimized", **prompt}],
+        "seconds": 2.0,
+        "basis": {"settings": {}},
+    }
+
+
+def test_an_old_evaluation_file_without_option_accuracy_still_reads(tmp_path):
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps(evaluation_json()))
+    score = read_evaluation(path).prompt("optimized")
+    assert score.option_accuracy is None and score.option_accuracy_norm is None
+    assert score.accuracy == 0.5
+
+    path.write_text(json.dumps(evaluation_json(option_accuracy=0.25, option_accuracy_norm=0.75)))
+    score = read_evaluation(path).prompt("optimized")
+    assert (score.option_accuracy, score.option_accuracy_norm) == (0.25, 0.75)
+
+
+def test_an_old_multiple_choice_evaluation_is_evaluated_again(tmp_path):
+    (tmp_path / "predictions.parquet").write_bytes(b"")
+    old = evaluation_json()
+    (tmp_path / "evaluation.json").write_text(json.dumps(old))
+    assert lacks_option_accuracy(old)
+    assert kept_evaluation(tmp_path, old["basis"]) is None  # it would report null
+
+    new = evaluation_json(option_accuracy=None, option_accuracy_norm=None)
+    (tmp_path / "evaluation.json").write_text(json.dumps(new))
+    assert kept_evaluation(tmp_path, new["basis"]) == new
+    other = evaluation_json("supervised")  # nothing new to measure: kept as it is
+    assert not lacks_option_accuracy(other)
