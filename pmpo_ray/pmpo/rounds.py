@@ -171,15 +171,21 @@ def start_job(stage: str, lanes: Lanes, call, submit) -> Job:
     else:
         requests = [run.plan_scoring() for run in group]
         empty = pa.table({"request_id": pa.array([], pa.int64())})
-    future = submit(run_stage, requests, call, empty)
+    future = submit(timed_stage, requests, call, empty)
     return Job(stage, group, requests, future, time.perf_counter())
+
+
+def timed_stage(*args) -> tuple[list[pa.Table], float]:
+    """`run_stage` and when it ended: the driver may read the result later, busy with the
+    other lane's job."""
+    return run_stage(*args), time.perf_counter()
 
 
 def finish_job(job: Job, lanes: Lanes) -> dict | None:
     """Hand a finished job's results to its tasks and move them on; the stats of the round
     the group completed when it was a scoring job, else None."""
-    results = job.future.result()  # an engine error ends the run here
-    seconds = time.perf_counter() - job.started
+    results, ended = job.future.result()  # an engine error ends the run here
+    seconds = ended - job.started
     if job.stage == GENERATE:
         for run, requests, samples in zip(job.runs, job.requests, results):
             run.take_generations(samples)
