@@ -5,7 +5,8 @@
 Starts one replica on a local Ray (one engine at a time), and measures the resident memory of
 its whole process tree (the actor, vLLM's engine-core and worker processes) at rest and at its
 peak while scoring rows that fill a forward batch; prints both beside
-`pool_plan.replica_memory_bytes`. What the constants in engines/pool_plan.py are checked on.
+`replica_memory.replica_memory_bytes`. What the constants in engines/replica_memory.py are checked
+on.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import time
 
 from pmpo_ray.config import ReplicaConfig
 from pmpo_ray.engines.models import local_model_folder
-from pmpo_ray.engines.pool_plan import GIB, replica_memory_bytes
 from pmpo_ray.engines.registry import BACKENDS
+from pmpo_ray.engines.replica_memory import GIB, replica_memory_bytes
 from pmpo_ray.requests import Example, score_requests
 
 
@@ -87,7 +88,7 @@ def main() -> None:
     )
     print(f"resident at rest: {at_rest / GIB:.2f} GiB")
     print(f"resident peak while scoring: {max(peak) / GIB:.2f} GiB")
-    print(f"estimate (pool_plan.replica_memory_bytes): {estimate / GIB:.2f} GiB")
+    print(f"estimate (replica_memory.replica_memory_bytes): {estimate / GIB:.2f} GiB")
 
 
 if __name__ == "__main__":

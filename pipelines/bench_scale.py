@@ -55,8 +55,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import random
 import statistics
 import sys
 import tempfile
@@ -64,11 +62,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-INITIAL_PROMPT = "Let's think step by step. Answer with Yes or No. Read the question carefully."
-WORDS = (
-    "red blue green stone river tall short seven three bright quiet window garden north south "
-    "before after under above every none some many always never cold warm fast slow"
-).split()
+from pipelines.scale_setup import engine_costs, simulated_cluster, suite_config, write_tasks
+from pmpo_ray.run_folder.records import round_seconds
 
 
 @dataclass(frozen=True)
@@ -99,77 +94,6 @@ class Point:
         return self.work_tokens / self.wall_s
 
 
-def write_tasks(folder: Path, count: int, examples: int = 40) -> list[dict]:
-    """`count` BBH-style data files (input, target) and their suite task entries."""
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for index in range(count):
-        rng = random.Random(index)
-        records = []
-        for example in range(examples):
-            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 40)))
-            question = f"Task {index}, case {example}: is this statement consistent? {words}."
-            target = rng.choice(("Yes", "No"))
-            records.append({"input": f"{question}\nOptions:\n- Yes\n- No", "target": target})
-        path = folder / f"task{index:03d}.json"
-        path.write_text(json.dumps({"examples": records}))
-        task = {
-            "name": f"task{index:03d}",
-            "data": str(path),
-            "description": f"Synthetic task {index}: decide whether the statement is consistent.",
-            "initial_prompt": INITIAL_PROMPT,
-            "max_train": 8,
-        }
-        entries.append({"task": task})
-    return entries
-
-
-def pool(replicas: int, engine: dict, batch_rows: int) -> dict:
-    """R simulated replicas of one logical GPU (and one logical CPU) each."""
-    placement = {"num_replicas": replicas, "num_cpus": 1, "num_gpus": 1, "batch_rows": batch_rows}
-    return {"engine": {"backend": "simulated", **engine}, "replicas": placement}
-
-
-def suite_config(tasks: list[dict], replicas: int, engine: dict, iterations: int, args):
-    from pmpo_ray.suite.config import SuiteConfig
-
-    config = {
-        "name": f"bench-scale-{len(tasks)}",
-        "tasks": tasks,
-        "optimizer": {"iterations": iterations},
-        "scorer": pool(replicas, engine, args.batch_rows),
-        "rewriter": pool(replicas, engine, args.batch_rows),
-    }
-    if args.cohorts is not None:  # else the driver's default
-        config["cohorts"] = args.cohorts
-    return SuiteConfig.model_validate(config)
-
-
-@contextlib.contextmanager
-def simulated_cluster(gpu_nodes: int, gpus_per_node: int, cpus_per_gpu: int, head_cpus: int):
-    """A CPU head and `gpu_nodes` nodes of logical GPUs, on loopback, this driver connected;
-    every process it started is stopped on exit (by the cluster, not `ray stop`)."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local nodes need no tokens
-    os.environ.pop("RAY_ADDRESS", None)  # never join a head left on this machine
-    # Not 127.0.0.1: ray.init rewrites that to the machine's own IP (tests/ray_clusters.py).
-    loopback = {"node_ip_address": "127.0.0.2", "object_store_memory": 200 * 2**20}
-    head = {"num_cpus": head_cpus, "num_gpus": 0, "include_dashboard": False, **loopback}
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        for _ in range(gpu_nodes):
-            cpus = gpus_per_node * cpus_per_gpu
-            cluster.add_node(num_cpus=cpus, num_gpus=gpus_per_node, **loopback)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, _node_ip_address="127.0.0.2", log_to_driver=False)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
 def progress(message: str) -> None:
     print(f"[bench_scale {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -188,10 +112,6 @@ def run_point(config, client, out: Path, log) -> tuple[list[dict], dict]:
     after = pool_busy(client)
     lines = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     return lines, {name: after[name] - before.get(name, 0.0) for name in after}
-
-
-def line_wall(line: dict) -> float:
-    return line.get("wall_seconds", line["generation_seconds"] + line["scoring_seconds"])
 
 
 def checkpoint_sizes(lines: list[dict], out: Path) -> list[tuple[int, int | None]]:
@@ -224,7 +144,7 @@ def measure(tasks: int, replicas: int, lines: list[dict], busy: dict, out: Path)
         tasks=tasks,
         replicas=replicas,
         rounds=sum(line["active_tasks"] for line in lines) / tasks,
-        wall_s=sum(line_wall(line) for line in lines),
+        wall_s=sum(round_seconds(line) for line in lines),
         busy_s=busy,
         work_tokens=sum(line["scoring_tokens"] + line["generation_tokens"] for line in lines),
         checkpoint_bytes=sum(written) / max(1, len(lines)),
@@ -259,14 +179,6 @@ def row(point: Point, base: Point | None) -> str:
         f"{round_busy:>10} {point.overhead_s:>10.2f} {share:>9.1f}% {efficiency:>10} "
         f"{point.checkpoint_bytes / 1024:>8.1f}"
     )
-
-
-def engine_costs(args) -> dict:
-    return {
-        "seconds_per_call": args.call_ms / 1e3,
-        "seconds_per_scored_token": args.scored_token_us / 1e6,
-        "seconds_per_generated_token": args.generated_token_us / 1e6,
-    }
 
 
 def run_grid(args, scratch: Path, report) -> None:
@@ -333,9 +245,10 @@ def run_checkpoints(args, scratch: Path, report) -> None:
     config = suite_config(entries, 1, free, args.checkpoint_iterations, args)
     out = scratch / "checkpoints"
     progress(f"{args.checkpoint_tasks} tasks x {args.checkpoint_iterations} iterations, R=1")
-    with open(scratch / "suite-progress.log", "w") as log, open_engines(
-        config.scorer, config.rewriter, on_ray=True, ray=RayConfig()
-    ) as client:
+    with (
+        open(scratch / "suite-progress.log", "w") as log,
+        open_engines(config.scorer, config.rewriter, on_ray=True, ray=RayConfig()) as client,
+    ):
         quiet_ray_data()
         lines, _ = run_point(config, client, out, log)
     sizes = checkpoint_sizes(lines, out)
@@ -343,7 +256,7 @@ def run_checkpoints(args, scratch: Path, report) -> None:
     for line, (written, full) in zip(lines, sizes):
         full_kb = f"{full / 1024:.1f}" if full is not None else "-"
         report(
-            f"{line['round']:>5} {line['active_tasks']:>6} {line_wall(line):>7.2f} "
+            f"{line['round']:>5} {line['active_tasks']:>6} {round_seconds(line):>7.2f} "
             f"{full_kb:>13} {written / 1024:>10.1f}"
         )
     report(

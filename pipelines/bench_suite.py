@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pmpo_ray import optimize_suite
-from pmpo_ray.reports.tables import round_seconds as round_wall
+from pmpo_ray.run_folder.records import round_seconds as round_wall
 
 
 def run_once(config: Path, replicas: int, iterations: int | None, out: Path) -> dict:

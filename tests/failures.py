@@ -98,3 +98,21 @@ def folder_bytes(folder: Path, skip: str | None = None) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.relative_to(folder).parts[0] != skip
     }
+
+
+def finished_task_run(folder: Path) -> Path:
+    """A `pmpo optimize` run folder of SMALL_TASK (one round, the scripted engine) at `folder`."""
+    from pmpo_ray.pmpo.config import OptimizeJobConfig
+    from pmpo_ray.pmpo.rounds import run_rounds
+    from pmpo_ray.pmpo.task_run import TaskRun
+    from pmpo_ray.run_folder.write import write_task_run
+    from pmpo_ray.tasks.task import load_task
+
+    config = OptimizeJobConfig.model_validate({"task": SMALL_TASK, "optimizer": ONE_ROUND})
+    engine = FakeEngine(scripted_rewrites)
+    run = TaskRun(
+        load_task(config.task), config.optimizer, engine.count_tokens, config.prompt_format
+    )
+    [result] = run_rounds([run], generator=engine, scorer=engine)
+    write_task_run(result, folder, config)
+    return folder

@@ -8,7 +8,7 @@ import pytest
 
 from pmpo_ray.config import ModelConfig
 from pmpo_ray.engines.models import model_folder_if_here
-from pmpo_ray.engines.pool_plan import (
+from pmpo_ray.engines.replica_memory import (
     FALLBACK_KV_CACHE_GIB,
     GIB,
     kv_bytes_per_token,

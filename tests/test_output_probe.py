@@ -12,10 +12,6 @@ import pytest
 import yaml
 
 from pmpo_ray.cli import main
-from pmpo_ray.pmpo.config import OptimizeJobConfig
-from pmpo_ray.pmpo.rounds import run_rounds
-from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.run_folder.write import write_task_run
 from pmpo_ray.store import (
     atomic_write_json,
     atomic_write_text,
@@ -23,9 +19,9 @@ from pmpo_ray.store import (
     check_writable_folder,
     write_or_keep,
 )
-from pmpo_ray.tasks.task import load_task
 from tests.failures import ONE_ROUND as OPTIMIZER
 from tests.failures import SMALL_TASK as TASK
+from tests.failures import finished_task_run
 from tests.fakes import FakeEngine, scripted_rewrites
 
 
@@ -114,12 +110,7 @@ def test_score_out_naming_a_folder_fails_before_scoring(tmp_path, no_engines, ca
 
 
 def test_evaluate_probes_the_task_folder_before_the_engine(tmp_path, monkeypatch, capsys):
-    config = OptimizeJobConfig.model_validate({"task": TASK, "optimizer": OPTIMIZER})
-    engine = FakeEngine(scripted_rewrites)
-    task = load_task(config.task)
-    run = TaskRun(task, config.optimizer, engine.count_tokens, config.prompt_format)
-    [result] = run_rounds([run], generator=engine, scorer=engine)
-    write_task_run(result, tmp_path / "run", config)
+    finished_task_run(tmp_path / "run")
 
     def refuse(path):  # what a read-only mount answers, even to root
         raise PermissionError(13, "Permission denied")

@@ -6,18 +6,15 @@ import pytest
 
 from pmpo_ray.config import ModelConfig, ReplicaConfig
 from pmpo_ray.engines.hf_engine import HfConfig
-from pmpo_ray.engines.pool_plan import (
+from pmpo_ray.engines.pool_plan import NodeCapacity, ReplicaNeed, placement_problems, pool_needs
+from pmpo_ray.engines.registry import PoolConfig
+from pmpo_ray.engines.replica_memory import (
     FALLBACK_KV_CACHE_GIB,
     GIB,
     LOGPROB_COPIES,
     PROCESS_BASE_BYTES,
-    NodeCapacity,
-    ReplicaNeed,
-    placement_problems,
-    pool_needs,
     replica_memory_bytes,
 )
-from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.engines.vllm_engine import VllmConfig
 
 CPU_NODE = NodeCapacity("cpu", cpus=16, gpus=0, memory_bytes=20 * GIB)
@@ -144,13 +141,13 @@ def test_replicas_reserve_their_estimate_so_another_job_is_refused_not_killed(
 ):
     """Each replica reserves its memory estimate as Ray's `memory` resource, so a second
     suite on the same cluster is checked against what is left, not against the node's total."""
-    from pmpo_ray.engines import pool_plan
+    from pmpo_ray.engines import pool_plan, replica_memory
     from pmpo_ray.engines.replicas import ReplicaPool
     from tests.fakes import FakeReplica
 
     monkeypatch.setattr(pool_plan, "RELEASE_GRACE_S", 1.0)
     replicas = ReplicaConfig(num_replicas=1, num_cpus=0)
-    estimate = pool_plan.replica_memory_reservation(VllmConfig(), replicas)
+    estimate = replica_memory.replica_memory_reservation(VllmConfig(), replicas)
     total = local_ray.cluster_resources()["memory"]
     fitting = int(total // estimate)  # replicas of the default model the local node holds
     assert fitting >= 1, (total, estimate)

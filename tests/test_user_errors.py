@@ -7,14 +7,9 @@ import yaml
 
 from pmpo_ray.cli import main
 from pmpo_ray.commands.score import read_prompt
-from pmpo_ray.pmpo.config import OptimizeJobConfig
-from pmpo_ray.pmpo.rounds import run_rounds
-from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.run_folder.write import write_task_run
-from pmpo_ray.tasks.task import load_task
 from tests.failures import ONE_ROUND as OPTIMIZER
 from tests.failures import SMALL_TASK as TASK
-from tests.fakes import FakeEngine, scripted_rewrites
+from tests.failures import finished_task_run
 
 
 @pytest.fixture(autouse=True)
@@ -29,13 +24,7 @@ def no_engines(monkeypatch):
 
 @pytest.fixture
 def run_dir(tmp_path):
-    config = OptimizeJobConfig.model_validate({"task": TASK, "optimizer": OPTIMIZER})
-    engine = FakeEngine(scripted_rewrites)
-    task = load_task(config.task)
-    run = TaskRun(task, config.optimizer, engine.count_tokens, config.prompt_format)
-    [result] = run_rounds([run], generator=engine, scorer=engine)
-    write_task_run(result, tmp_path / "run", config)
-    return tmp_path / "run"
+    return finished_task_run(tmp_path / "run")
 
 
 def one_error_line(capsys, command: str) -> str:

@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from pmpo_ray.config import EngineSettings, PromptFormat, ReplicaConfig
 from pmpo_ray.engines.dispatcher import ReplicaDispatcher, ReplicaWork
-from pmpo_ray.engines.pool_plan import replica_memory_reservation
 from pmpo_ray.engines.registry import build_engine
+from pmpo_ray.engines.replica_memory import replica_memory_reservation
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class ReplicaPool:
         actors, groups = [], []
         for _ in range(replicas.num_replicas):
             options = actor_options(engine, replicas)
-            if reserve_memory:  # see pool_plan.replica_memory_reservation
+            if reserve_memory:  # see replica_memory.replica_memory_reservation
                 options["memory"] = replica_memory_reservation(engine, replicas)
             if "scheduling_strategy" in options:
                 groups.append(options["scheduling_strategy"].placement_group)

@@ -85,7 +85,7 @@ class SimulatedConfig(EngineSettings):
         description="Cost of each generated token, at the engine's batched decode throughput "
         "(5e-4: 2,000 tokens/s).",
     )
-    # Read by pool_plan (no weights, a small process) and replicas (no torch threads to set).
+    # Read by replica_memory (no weights, a small process) and replicas (no torch threads).
     loads_model: ClassVar[bool] = False
 
 

@@ -20,7 +20,7 @@ from pydantic import Field
 from pmpo_ray.config import EngineSettings, PromptFormat
 from pmpo_ray.engines.generation import generation_rows, prompt_token_ids
 from pmpo_ray.engines.models import model_folder_if_here, resolve_model_path
-from pmpo_ray.engines.pool_plan import auto_kv_cache_gib
+from pmpo_ray.engines.replica_memory import auto_kv_cache_gib
 from pmpo_ray.engines.scoring import TokenScores, score_table
 from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
 
@@ -36,7 +36,7 @@ class VllmConfig(EngineSettings):
         "least 1. None sizes it for a full scoring batch: max(max_batch_tokens, max_model_len) "
         "tokens x the model's KV bytes per token (its config.json: 2 x layers x KV heads x head "
         "dim x dtype bytes) x 1.5, rounded up (1 GiB for the default model); 4 GiB for a model "
-        "whose config.json is not on this machine (engines/pool_plan.py).",
+        "whose config.json is not on this machine (engines/replica_memory.py).",
     )
     gpu_memory_utilization: float = Field(
         0.85, gt=0, le=1, description="vLLM share of GPU memory on GPU machines."

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from statistics import mean
 
-from pmpo_ray.run_folder.records import Cost, Evaluation, RunFolder, TaskFolder
+from pmpo_ray.run_folder.records import Cost, Evaluation, RunFolder, TaskFolder, round_seconds
 
 DASH = "—"
 NOT_EVALUATED = "not evaluated yet: run `pmpo evaluate RUN_DIR`"
@@ -217,14 +217,6 @@ def prompts_table(task: TaskFolder) -> Table:
     blank = (DASH,) * (len(headers) - 1)
     rows.append(optimization_row + blank + cost_cells(task.training_cost))
     return Table(headers + COST_HEADERS, tuple(rows))
-
-
-def round_seconds(round_line: dict) -> float:
-    """A round's wall time; logs written before cohorts overlapped their stages lack
-    `wall_seconds`, and there the stages ran one after the other."""
-    if "wall_seconds" in round_line:
-        return float(round_line["wall_seconds"])
-    return float(round_line.get("generation_seconds", 0.0) + round_line.get("scoring_seconds", 0.0))
 
 
 ROUND_COLUMNS = (  # rounds.jsonl key -> header; a column shows only when some round has it

@@ -129,3 +129,11 @@ class RunFolder:
     @property
     def evaluation(self):
         return self.tasks[0].config.evaluation
+
+
+def round_seconds(round_line: dict) -> float:
+    """A round's wall time; logs written before cohorts overlapped their stages lack
+    `wall_seconds`, and there the stages ran one after the other."""
+    if "wall_seconds" in round_line:
+        return float(round_line["wall_seconds"])
+    return float(round_line.get("generation_seconds", 0.0) + round_line.get("scoring_seconds", 0.0))

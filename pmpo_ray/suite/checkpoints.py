@@ -19,6 +19,7 @@ from pathlib import Path
 from pmpo_ray.pmpo.checkpoint import changes, restore, snapshot
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.run_folder.layout import rounds_log_path, state_dir, state_path, state_run_path
+from pmpo_ray.run_folder.records import round_seconds
 from pmpo_ray.store import atomic_write_json, atomic_write_text
 from pmpo_ray.suite.fingerprint import run_fingerprint
 from pmpo_ray.suite.resume_point import (
@@ -50,16 +51,17 @@ class SuiteCheckpoints:
         self.fingerprints = dict(fingerprints or {r.task.task_id: own_fingerprint(r) for r in runs})
         self._written: dict[str, dict] = {}  # task id -> its state as the checkpoints hold it
         state_dir(out_dir).mkdir(parents=True, exist_ok=True)
-        self._busy = self._busy_seconds()
+        self._busy = busy_seconds(self._pool_stats())
 
     def on_round(self, round_index: int, advanced: Sequence[TaskRun], stats: dict) -> None:
         """Checkpoint what the round changed in `advanced` (the runs that finished a round in
         it), then log and print the round."""
         written = self.write_round(round_index, advanced)
-        stats = dict(stats, checkpoint_bytes=written, **self._busy_fractions(stats))
+        pools = self._pool_stats()  # one round trip to the pools per round
+        stats = dict(stats, checkpoint_bytes=written, **self._busy_fractions(stats, pools))
         with open(rounds_log_path(self.out_dir), "a", encoding="utf-8") as log:
             log.write(json.dumps(stats) + "\n")
-        print(self.progress_line(round_index, stats), flush=True)
+        print(self.progress_line(round_index, stats, pools), flush=True)
 
     def write_round(self, round_index: int, advanced: Sequence[TaskRun]) -> int:
         """state/round-NNNN.json, atomically; returns the bytes written. The first round also
@@ -100,10 +102,11 @@ class SuiteCheckpoints:
         print(f"resumed from {point.path} (round {point.round})", flush=True)
         return point.round
 
-    def progress_line(self, round_index: int, stats: dict) -> str:
-        seconds = stats.get("wall_seconds", stats["generation_seconds"] + stats["scoring_seconds"])
-        line = f"round {round_index} [{seconds:.1f} s]: " + self._task_progress()
-        return line + "".join(f"; {note}" for note in self._short_pools())
+    def progress_line(self, round_index: int, stats: dict, pools: dict | None = None) -> str:
+        """`pools`: the client's stats of this round (read from the client when not given)."""
+        pools = self._pool_stats() if pools is None else pools
+        line = f"round {round_index} [{round_seconds(stats):.1f} s]: " + self._task_progress()
+        return line + "".join(f"; {note}" for note in short_pools(pools))
 
     def _task_progress(self) -> str:
         if len(self.runs) > LISTED_TASKS:
@@ -117,29 +120,13 @@ class SuiteCheckpoints:
             parts.append(f"{run.task.task_id}={loss} ({mark})")
         return ", ".join(parts)
 
-    def _short_pools(self) -> list[str]:
-        """A pool that lost replicas (a crash, a node gone) keeps working with the rest: say so."""
-        if self.client is None:
-            return []
-        return [
-            f"{name} pool short: {pool['live']} of {pool['replicas']} replicas live"
-            for name, pool in self.client.stats().items()
-            if pool.get("live", pool["replicas"]) < pool["replicas"]
-        ]
+    def _pool_stats(self) -> dict[str, dict]:
+        return self.client.stats() if self.client is not None else {}
 
-    def _busy_seconds(self) -> dict[str, tuple[float, int]]:
-        """Pool name -> (busy seconds so far, replicas)."""
-        if self.client is None:
-            return {}
-        return {
-            name: (pool["busy_seconds"], pool["replicas"])
-            for name, pool in self.client.stats().items()
-        }
-
-    def _busy_fractions(self, stats: dict) -> dict[str, float]:
+    def _busy_fractions(self, stats: dict, pools: dict[str, dict]) -> dict[str, float]:
         """Share of the round's wall time each pool's replicas spent inside an engine call."""
-        now = self._busy_seconds()
-        wall = stats.get("wall_seconds", stats["generation_seconds"] + stats["scoring_seconds"])
+        now = busy_seconds(pools)
+        wall = round_seconds(stats)
         fractions = {}
         for name, (busy, replicas) in now.items():
             capacity = wall * replicas
@@ -147,6 +134,20 @@ class SuiteCheckpoints:
             fractions[f"{name}_busy_fraction"] = (busy - before) / capacity if capacity else 0.0
         self._busy = now
         return fractions
+
+
+def short_pools(pools: dict[str, dict]) -> list[str]:
+    """A pool that lost replicas (a crash, a node gone) keeps working with the rest: say so."""
+    return [
+        f"{name} pool short: {pool['live']} of {pool['replicas']} replicas live"
+        for name, pool in pools.items()
+        if pool.get("live", pool["replicas"]) < pool["replicas"]
+    ]
+
+
+def busy_seconds(pools: dict[str, dict]) -> dict[str, tuple[float, int]]:
+    """Pool name -> (busy seconds so far, replicas)."""
+    return {name: (pool["busy_seconds"], pool["replicas"]) for name, pool in pools.items()}
 
 
 def own_fingerprint(run: TaskRun) -> dict:
