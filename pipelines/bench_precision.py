@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pmpo_ray.engines.client import open_engines
 from pmpo_ray.engines.registry import BACKENDS, PoolConfig
-from pmpo_ray.pmpo.loss import example_losses, mean_loss, resolve_objective
+from pmpo_ray.pmpo.loss import NEEDS_REJECTED, example_losses, mean_loss, resolve_objective
 from pmpo_ray.requests import score_requests
 
 BUILTIN_TASKS = ("navigate", "sports_understanding", "object_counting", "hyperbaton")
@@ -80,7 +80,7 @@ def losses_with(dtype: str, backend: str, work) -> tuple[list[dict[str, float]],
                 task_id=task.task_id,
                 kind="candidate",
                 role="system",
-                with_rejected=objective == "preference",
+                with_rejected=objective in NEEDS_REJECTED,
             )
             scored = client.score(table)
             losses = example_losses(scored, objective=objective, reduction=reduction, beta=beta)

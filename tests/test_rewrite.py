@@ -9,6 +9,7 @@ from pmpo_ray.pmpo.rewrite import (
     rewrite_request,
     vet_rewrite,
 )
+from pmpo_ray.requests import Example
 
 FIELDS = dict(
     task_description="Decide whether the sentence is sarcastic.",
@@ -24,7 +25,12 @@ def word_count(text: str) -> int:
 
 
 def vet(
-    output: str, *, current: str = "Old prompt.", seen: set[str] | None = None, limit: int = 50
+    output: str,
+    *,
+    current: str = "Old prompt.",
+    seen: set[str] | None = None,
+    limit: int = 50,
+    example: Example | None = None,
 ) -> Vetted:
     return vet_rewrite(
         output,
@@ -32,6 +38,7 @@ def vet(
         seen=seen if seen is not None else set(),
         max_prompt_tokens=limit,
         count_tokens=word_count,
+        example=example,
     )
 
 
@@ -186,5 +193,10 @@ def test_every_rejection_reason_is_in_the_published_vocabulary():
         vet("<prompt>Old prompt.</prompt>").reason,
         vet("<prompt>dup</prompt>", seen={"dup"}).reason,
         vet("<prompt>a b c</prompt>", limit=1).reason,
+        vet("<prompt>The answer is no.</prompt>", example=Example("e", "Is it?", "no")).reason,
+        vet(
+            "<prompt>- Yes\n- No</prompt>",
+            example=Example("e", "Q\nOptions:\n- Yes\n- No", "No", ("Yes",)),
+        ).reason,
     }
     assert reasons == set(REJECTION_REASONS)

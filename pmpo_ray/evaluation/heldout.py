@@ -48,7 +48,7 @@ class EvalTask:
     answer_match: str  # exact | option | number | none
     examples: tuple[Example, ...]
     prompts: tuple[EvalPrompt, ...]
-    objective: str  # ce | preference
+    objective: str  # ce | preference | ce_plus_preference
     reduction: str
     beta: float
 

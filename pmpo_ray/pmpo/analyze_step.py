@@ -45,7 +45,7 @@ class AnalyzeStep:
         self.config = config
 
     def plan_generation(self, state: RunState) -> Segmenting:
-        if not self.config.use_masking:
+        if not self.config.analyzes_prompts:
             return Segmenting((), {})
         rows, candidate_of = [], {}
         for candidate_id, text in state.unanalyzed(self.task.initial_prompt):
@@ -75,7 +75,7 @@ class AnalyzeStep:
         outputs = {plan.candidate_of[i]: texts.get(i, [None])[0] for i in plan.candidate_of}
         prompts = [(INITIAL_ID, self.task.initial_prompt)] if state.initial is None else []
         segmentations = {}
-        if not self.config.use_masking:
+        if not self.config.analyzes_prompts:
             return Ablating(tuple(prompts), segmentations)
         for candidate_id, text in state.unanalyzed(self.task.initial_prompt):
             segmentation = masking.segment(text, outputs.get(candidate_id), self.config.max_units)

@@ -9,6 +9,7 @@ from pydantic import Field
 from pmpo_ray.config import FrozenConfig, PromptFormat
 from pmpo_ray.engines.registry import EngineConfig, default_engine_config
 from pmpo_ray.evaluation.config import EvaluationConfig
+from pmpo_ray.pmpo.guards import RewriteGuards
 from pmpo_ray.tasks.config import TaskConfig
 
 
@@ -28,10 +29,11 @@ class OptimizerConfig(FrozenConfig):
         ge=1,
         description="Top-K prompts kept; each is expanded every iteration. 1 = the paper's greedy rule.",
     )
-    objective: Literal["auto", "ce", "preference"] = Field(
+    objective: Literal["auto", "ce", "preference", "ce_plus_preference"] = Field(
         "auto",
         description="ce: cross-entropy of the reference answer; preference: -log sigmoid(beta * "
-        "(s_chosen - s_rejected)); auto: preference for preference tasks, ce otherwise.",
+        "(s_chosen - s_rejected)) over the rejected answers (distractors); ce_plus_preference: "
+        "their sum; auto: preference for preference tasks, ce otherwise.",
     )
     reduction: Literal["mean", "sum"] = Field(
         "mean",
@@ -41,7 +43,32 @@ class OptimizerConfig(FrozenConfig):
     meta_prompt: Literal["short", "long"] = Field(
         "short", description="Rewrite meta-prompt: long for large models, short for small ones."
     )
-    use_masking: bool = Field(True, description="Run the mask-guided importance analysis.")
+    use_masking: bool = Field(
+        True, description="Run the mask-guided importance analysis (proposal 'pmpo' only)."
+    )
+    case_selection: Literal["hardest", "random"] = Field(
+        "hardest",
+        description="Which training examples prompts are rewritten from: the k with the highest "
+        "loss (the paper), or k drawn at random each iteration (an ablation).",
+    )
+    proposal: Literal["pmpo", "ape", "paraphrase"] = Field(
+        "pmpo",
+        description="How new prompts are proposed: pmpo rewrites the prompt from a hard case and "
+        "its mask analysis; ape induces an instruction from `demonstrations` random training "
+        "examples (an APE-style baseline); paraphrase rewrites the prompt with no example and "
+        "no analysis (a random-search baseline). Every proposal keeps the lowest-loss prompt.",
+    )
+    demonstrations: int = Field(
+        3, ge=1, description="Training examples shown in one ape proposal request."
+    )
+    max_forward_passes: int | None = Field(
+        None,
+        ge=1,
+        description="Scored rows a run may spend: it stops where it ends nearest this number, "
+        "another iteration expected to cost what the last one did; `iterations` still caps "
+        "it. None: no budget. Equalizes variants that spend differently per iteration "
+        "(pipelines/study.py).",
+    )
     max_units: int = Field(5, ge=1, description="Most units the prompt is segmented into.")
     neutral_tolerance: float = Field(
         0.01, ge=0, description="|delta L| at or below this calls a unit neutral."
@@ -54,8 +81,20 @@ class OptimizerConfig(FrozenConfig):
     )
     max_prompt_tokens: int = Field(200, ge=1, description="Longer rewritten prompts are rejected.")
     seed: int = Field(
-        0, description="Seeds every sampled rewrite: same seed, config and model, same run."
+        0,
+        description="Seeds every sampled rewrite and random choice: same seed, config and "
+        "model, same run.",
     )
+    guards: RewriteGuards = Field(
+        default_factory=RewriteGuards,
+        description="Rejects degenerate rewrites (copied example text, stated answers, option "
+        "lists) before they are scored.",
+    )
+
+    @property
+    def analyzes_prompts(self) -> bool:
+        """Whether prompts get a mask analysis: only PMPO's own proposal reads one."""
+        return self.use_masking and self.proposal == "pmpo"
 
 
 class OptimizeJobConfig(FrozenConfig):

@@ -15,7 +15,10 @@ from typing import Literal, Mapping, Sequence
 import pyarrow as pa
 
 Reduction = Literal["mean", "sum"]
-Objective = Literal["ce", "preference"]
+Objective = Literal["ce", "preference", "ce_plus_preference"]
+OBJECTIVES = ("ce", "preference", "ce_plus_preference")
+# Objectives that compare the reference with rejected answers, so those must be scored too.
+NEEDS_REJECTED = ("preference", "ce_plus_preference")
 
 SCORED_COLUMNS = ("candidate_id", "example_id", "weight", "logprob_sum", "n_tokens")
 
@@ -93,8 +96,9 @@ def _example_loss(
     beta: float,
 ) -> float:
     reference = _reference_row(rows, candidate_id, example_id)
+    ce = example_ce(reference["logprob_sum"], reference["n_tokens"], reduction)
     if objective == "ce":
-        return example_ce(reference["logprob_sum"], reference["n_tokens"], reduction)
+        return ce
     rejected = [row["logprob_sum"] for row in rows if row["weight"] < 0]
     if not rejected:
         raise ValueError(
@@ -102,7 +106,10 @@ def _example_loss(
             f"at least one rejected row (weight < 0); found none"
         )
     # Sequence log-probabilities (sums): the paper's s(y), so `reduction` does not apply here.
-    return preference_loss(reference["logprob_sum"], rejected, beta)
+    preference = preference_loss(reference["logprob_sum"], rejected, beta)
+    # The sum keeps the reference likely in absolute terms while the preference term ranks it
+    # above the distractors (which alone can be won by making every option unlikely).
+    return preference + ce if objective == "ce_plus_preference" else preference
 
 
 def example_losses(
@@ -111,10 +118,11 @@ def example_losses(
     """candidate_id -> example_id -> loss, in the order candidates and examples first appear.
 
     "ce" scores the single weight > 0 row of each (candidate, example) and ignores rejected
-    rows; "preference" compares that row with every weight < 0 row of the same pair.
+    rows; "preference" compares that row with every weight < 0 row of the same pair;
+    "ce_plus_preference" adds the two.
     """
-    if objective not in ("ce", "preference"):
-        raise ValueError(f"objective must be 'ce' or 'preference'; got {objective!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}; got {objective!r}")
     return {
         candidate_id: {
             example_id: _example_loss(
@@ -137,9 +145,9 @@ def resolve_objective(objective: str, task_format: str) -> Objective:
     """The loss a config's `objective` means for a task of `task_format`: "auto" is the
     preference loss for preference tasks and cross-entropy for every other format."""
     if objective != "auto":
-        if objective == "preference" and task_format == "supervised":
+        if objective in NEEDS_REJECTED and task_format == "supervised":
             raise ValueError(
-                "the preference objective needs rejected answers: "
+                f"the {objective} objective needs rejected answers: "
                 "use a multiple_choice or preference task"
             )
         return objective

@@ -29,20 +29,38 @@ def after_iteration(state: RunState, config: OptimizerConfig, initial_prompt: st
             phase=Phase.DONE,
             stop_reason=f"no improvement in {config.patience} iterations",
         )
-    if config.use_masking and state.unanalyzed(initial_prompt):
+    if budget_spent(state, config.max_forward_passes):
+        spent = state.budget.forward_passes
+        return replace(
+            state,
+            phase=Phase.DONE,
+            stop_reason=f"forward-pass budget: {spent} of {config.max_forward_passes} spent",
+        )
+    if config.analyzes_prompts and state.unanalyzed(initial_prompt):
         return replace(state, phase=Phase.ANALYZE)
     return replace(without_masking(state, config, initial_prompt), phase=Phase.REWRITE)
 
 
 def without_masking(state: RunState, config: OptimizerConfig, initial_prompt: str) -> RunState:
     """With masking off there is nothing to measure; the rewriter is told so."""
-    if config.use_masking:
+    if config.analyzes_prompts:
         return state
     placeholders = {
         candidate_id: Analysis(candidate_id, "none", "", (), (), "(mask analysis disabled)")
         for candidate_id, _ in state.unanalyzed(initial_prompt)
     }
     return replace(state, analyses={**state.analyses, **placeholders})
+
+
+def budget_spent(state: RunState, max_forward_passes: int | None) -> bool:
+    """Whether the run ends nearer the budget by stopping now than by playing one more
+    iteration, expected to cost what the last one did. Variants spend differently per
+    iteration (mask analysis, distractor rows); ending each as near the budget as it can keeps
+    an equal-budget comparison about the prompts, not about who overshot most."""
+    if max_forward_passes is None or not state.history:
+        return False
+    expected = state.history[-1].budget.forward_passes
+    return state.budget.forward_passes + expected / 2 > max_forward_passes
 
 
 def stale_iterations(state: RunState) -> int:

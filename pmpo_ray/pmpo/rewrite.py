@@ -12,9 +12,20 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+from pmpo_ray.pmpo.guards import RewriteGuards, guard_rejection
+from pmpo_ray.requests import Example
+
 MetaPromptStyle = Literal["long", "short"]
 
-REJECTION_REASONS = ("no_prompt_tag", "empty", "unchanged", "duplicate", "too_long")
+REJECTION_REASONS = (
+    "no_prompt_tag",
+    "empty",
+    "unchanged",
+    "duplicate",
+    "leaks_example",
+    "lists_options",
+    "too_long",
+)
 
 FIELDS = ("task_description", "user_input", "true_answer", "mask_analysis", "current_prompt")
 
@@ -133,11 +144,15 @@ def vet_rewrite(
     seen: set[str],
     max_prompt_tokens: int,
     count_tokens: Callable[[str], int],
+    example: Example | None = None,
+    guards: RewriteGuards | None = None,
 ) -> Vetted:
     """Accept the rewritten prompt in `output`, or say why not.
 
     Checks run cheapest first; the length is only looked at for an otherwise usable prompt.
     `seen` is read, not updated: the caller decides which accepted texts count as seen.
+    `example` is the hard case the rewrite was written from: with it, `guards` (None: the
+    defaults) reject a prompt that leaks it or is mostly its answer options (pmpo/guards.py).
     """
     text = extract_prompt(output)
     if text is None:
@@ -148,6 +163,8 @@ def vet_rewrite(
         return Vetted(None, "unchanged")
     if text in {previous.strip() for previous in seen}:
         return Vetted(None, "duplicate")
+    if reason := guard_rejection(text, example, guards or RewriteGuards()):
+        return Vetted(None, reason)
     if count_tokens(text) > max_prompt_tokens:
         return Vetted(None, "too_long")
     return Vetted(text, "")

@@ -1,5 +1,6 @@
 """The rewrite round: sample rewrites of each population prompt from its hardest training
-examples, score every rewrite that passes vetting, then select; each one ends an iteration.
+examples (or another proposal, proposals.py), score every rewrite that passes vetting, then
+select; each one ends an iteration.
 
 A round is plan_generation -> take_generations -> take_scores. Each stage returns a frozen
 record of what it asked for, which the next stage reads back; nothing is kept between calls.
@@ -14,9 +15,10 @@ from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.loss import mean_loss
 from pmpo_ray.pmpo.next_round import after_iteration
 from pmpo_ray.pmpo.records import Budget, IterationRecord, RejectedRewrite
-from pmpo_ray.pmpo.rewrite import RESPONSE_PREFILL, extract_prompt, rewrite_request, vet_rewrite
+from pmpo_ray.pmpo.proposals import chosen_cases, proposal_message
+from pmpo_ray.pmpo.rewrite import RESPONSE_PREFILL, extract_prompt, vet_rewrite
 from pmpo_ray.pmpo.run_state import RunState
-from pmpo_ray.pmpo.select import Candidate, hard_cases, update_population
+from pmpo_ray.pmpo.select import Candidate, update_population
 from pmpo_ray.requests import generation_row
 from pmpo_ray.tasks.task import Task
 
@@ -69,23 +71,33 @@ class RewriteStep:
         rows, asked, hard = [], {}, {}
         examples = {e.example_id: e for e in self.task.train}
         for parent in state.population:
-            cases = hard_cases(state.example_losses[parent.candidate_id], self.config.hard_cases)
+            cases = chosen_cases(
+                self.config,
+                state.example_losses[parent.candidate_id],
+                iteration=state.iteration,
+                parent_id=parent.candidate_id,
+            )
             hard[parent.candidate_id] = tuple(cases)
             for example_id in cases:
-                example = examples[example_id]
-                request = rewrite_request(
-                    self.config.meta_prompt,
+                seed = self._seed(len(rows), state.iteration)
+                request = proposal_message(
+                    self.config,
                     task_description=self.task.description or "(none given)",
-                    user_input=example.input,
-                    true_answer=example.target,
-                    mask_analysis=state.analyses[parent.candidate_id].text,
+                    case=examples[example_id],
+                    train=self.task.train,
+                    analysis=state.analyses[parent.candidate_id].text,
                     current_prompt=parent.text,
+                    request_seed=seed,
                 )
                 asked[len(rows)] = (parent.candidate_id, example_id)
-                rows.append(self._request(len(rows), request, state.iteration))
+                rows.append(self._request(len(rows), request, seed))
         return Rewriting(tuple(rows), asked, hard)
 
-    def _request(self, index: int, message: str, iteration: int) -> dict:
+    def _seed(self, index: int, iteration: int) -> int:
+        # Distinct per run seed, iteration and request, so reruns sample the same rewrites.
+        return self.config.seed * 1_000_003 + iteration * 1_000 + index
+
+    def _request(self, index: int, message: str, seed: int) -> dict:
         config = self.config
         return generation_row(
             index,
@@ -99,8 +111,7 @@ class RewriteStep:
             temperature=config.temperature,
             top_p=config.top_p if config.temperature > 0 else 1.0,
             max_tokens=config.max_rewrite_tokens,
-            # Distinct per run seed, iteration and request, so reruns sample the same rewrites.
-            seed=config.seed * 1_000_003 + iteration * 1_000 + index,
+            seed=seed,
         )
 
     def take_generations(
@@ -109,6 +120,7 @@ class RewriteStep:
         seen = set(state.scored_texts)
         variants, rejected, hard_case_of = [], [], {}
         by_id = {c.candidate_id: c for c in state.population}
+        examples = {e.example_id: e for e in self.task.train}
         lengths = self._prompt_lengths(texts)
         for request_id, (parent_id, example_id) in plan.asked.items():
             for output in texts.get(request_id, []):
@@ -118,6 +130,8 @@ class RewriteStep:
                     seen=seen,
                     max_prompt_tokens=self.config.max_prompt_tokens,
                     count_tokens=lengths.__getitem__,
+                    example=examples[example_id],
+                    guards=self.config.guards,
                 )
                 if vetted.text is None:
                     rejected.append(RejectedRewrite(parent_id, example_id, vetted.reason, output))

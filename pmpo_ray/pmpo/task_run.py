@@ -19,7 +19,7 @@ import pyarrow as pa
 from pmpo_ray.config import PromptFormat
 from pmpo_ray.pmpo.analyze_step import AnalyzeStep
 from pmpo_ray.pmpo.config import OptimizerConfig
-from pmpo_ray.pmpo.loss import example_losses, resolve_objective
+from pmpo_ray.pmpo.loss import NEEDS_REJECTED, example_losses, resolve_objective
 from pmpo_ray.pmpo.records import IterationRecord, OptimizationResult
 from pmpo_ray.pmpo.rewrite import complete_prefilled
 from pmpo_ray.pmpo.rewrite_step import RewriteStep, TokenCounter
@@ -94,7 +94,7 @@ class TaskRun:
             task_id=self.task.task_id,
             kind=self._step().kind,
             role=self.prompt_format.role,
-            with_rejected=self.objective == "preference",
+            with_rejected=self.objective in NEEDS_REJECTED,
         )
 
     def take_scores(self, scored: pa.Table) -> None:

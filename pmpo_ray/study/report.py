@@ -1,0 +1,325 @@
+"""Draw an ablation study: study.md, study.html and their PNGs under study_files/, in the run
+report's style (its blocks, renderers and escaping), plus the average table as terminal text.
+
+Every file is written to a temporary name and renamed into place, so a crash never leaves a
+half-written study report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from statistics import fmean
+
+from pmpo_ray.reports.document import Block, Code, Heading, Image, KeyValues, Paragraph, TableBlock
+from pmpo_ray.reports.html import render_html
+from pmpo_ray.reports.markdown import render_markdown
+from pmpo_ray.reports.tables import DASH, Table
+from pmpo_ray.store import atomic_write, atomic_write_text, check_writable
+from pmpo_ray.study import tables
+from pmpo_ray.study.tables import INITIAL, Stat
+
+MARKDOWN, HTML, FILES_DIR = "study.md", "study.html", "study_files"
+TITLE = "PMPO ablation study"
+SPREAD_NOTE = (
+    "Averages are the mean over tasks of each task's mean over seeds; option accuracy counts "
+    "multiple-choice tasks only. ± is the sample standard deviation over seeds of each seed's "
+    "average over the tasks (per task tables: over that task's seeds); the initial prompt is "
+    "evaluated once, so it has none. Counts against the initial prompt compare per-task seed "
+    "means. A variant marked (= other) on a task repeated that variant's run there (nothing "
+    "differs for that task's format) and is shown and counted as measured."
+)
+INITIAL_DESCRIPTION = "the task's initial prompt, not optimized"
+
+
+def ce_text(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def percent_text(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def stat_text(stat: Stat | None, show=ce_text, spread=ce_text) -> str:
+    if stat is None:
+        return DASH
+    if stat.n < 2:
+        return show(stat.mean)
+    return f"{show(stat.mean)} ± {spread(stat.spread)}"
+
+
+def accuracy_text(stat: Stat | None) -> str:
+    return stat_text(stat, percent_text, lambda s: f"{100 * s:.1f}")
+
+
+def plain(value: float | None, digits: int = 0) -> str:
+    return DASH if value is None else f"{value:,.{digits}f}"
+
+
+def ratio_text(wins: tuple[int, int] | None) -> str:
+    return DASH if wins is None else f"{wins[0]}/{wins[1]}"
+
+
+def gain_text(points: float | None) -> str:
+    return DASH if points is None else f"{points:+.1f}"
+
+
+def coverage(table: list[dict], key: str, noun: str) -> tuple[str, bool]:
+    """A header suffix when every variant's mean covers the same number of tasks; otherwise
+    ("", True): each cell then says how many tasks its own mean covers."""
+    counts = {e[f"{key}_tasks"] for e in table}
+    if len(counts) == 1:
+        return f" ({counts.pop()} {noun})", False
+    return "", True
+
+
+def covered(text: str, entry: dict, key: str, per_cell: bool) -> str:
+    return f"{text} [{entry[f'{key}_tasks']} tasks]" if per_cell and text != DASH else text
+
+
+def average_cells(rows: Sequence[dict], variants: Sequence[str]) -> Table:
+    """The average table as strings; option columns only where the study has
+    multiple-choice tasks."""
+    table = tables.average_table(rows, variants)
+    with_options = bool(tables.multiple_choice_tasks(rows))
+    ce_suffix, ce_cells = coverage(table, "heldout_ce", "tasks")
+    gen_suffix, gen_cells = coverage(table, "accuracy", "tasks")
+    headers = ["variant", "seeds", f"held-out CE{ce_suffix}"]
+    if with_options:
+        option_suffix, option_cells = coverage(table, "option_accuracy", "MC tasks")
+        headers.append(f"option accuracy{option_suffix}")
+    headers.append(f"generation accuracy{gen_suffix}")
+    headers.append("CE < initial")
+    if with_options:
+        headers += ["option acc. ≥ initial", "option gain (points)"]
+    headers.append("forward passes")
+    rows_out = []
+    for e in table:
+        cells = [e["variant"], str(e["seeds"])]
+        cells.append(covered(stat_text(e["heldout_ce"]), e, "heldout_ce", ce_cells))
+        if with_options:
+            text = accuracy_text(e["option_accuracy"])
+            cells.append(covered(text, e, "option_accuracy", option_cells))
+        cells.append(covered(accuracy_text(e["accuracy"]), e, "accuracy", gen_cells))
+        cells.append(ratio_text(e["ce_below_initial"]))
+        if with_options:
+            cells += [ratio_text(e["option_at_least_initial"]), gain_text(e["option_gain_points"])]
+        cells.append(plain(e["forward_passes"]))
+        rows_out.append(tuple(cells))
+    return Table(tuple(headers), tuple(rows_out))
+
+
+def aligned(t: Table) -> str:
+    """Monospace columns: the first left-aligned, the numbers right-aligned."""
+    widths = [max(len(r[i]) for r in (t.headers, *t.rows)) for i in range(len(t.headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(t.headers), rule, *(line(r) for r in t.rows)])
+
+
+def average_table_text(rows: Sequence[dict], variants: Sequence[str]) -> str:
+    """The average table for the terminal (mean ± spread over seeds)."""
+    return aligned(average_cells(rows, variants)) + "\n" + SPREAD_NOTE + "\n"
+
+
+def variant_label(entry: dict) -> str:
+    same = entry.get("same_as")
+    return f"{entry['variant']} (= {same})" if same else entry["variant"]
+
+
+def partial_seeds(text: str, stat: Stat | None, seeds: int) -> str:
+    """Say so where a metric was measured on fewer seeds than the variant ran."""
+    return f"{text} ({stat.n} of {seeds} seeds)" if stat and stat.n < seeds else text
+
+
+def task_cells(rows: Sequence[dict], task: str, variants: Sequence[str]) -> Table:
+    table = tables.task_table(rows, task, variants)
+    initial = table[0]["heldout_ce"]
+    with_options = any(e["option_accuracy"] is not None for e in table)
+    headers = ["variant", "seeds", "held-out CE", "Δ CE vs initial"]
+    headers += ["option accuracy"] if with_options else []
+    headers += ["generation accuracy", "forward passes", "iterations"]
+    out = []
+    for e in table:
+        ce = e["heldout_ce"]
+        delta = DASH
+        if ce is not None and initial is not None and e["variant"] != INITIAL:
+            delta = f"{ce.mean - initial.mean:+.3f}"
+        seeds = e["seeds"]
+        cells = [variant_label(e), str(seeds), partial_seeds(stat_text(ce), ce, seeds), delta]
+        if with_options:
+            option = e["option_accuracy"]
+            cells.append(partial_seeds(accuracy_text(option), option, seeds))
+        accuracy = e["accuracy"]
+        cells += [partial_seeds(accuracy_text(accuracy), accuracy, seeds)]
+        cells.append(plain(e["forward_passes"]))
+        cells.append(plain(e["iterations"], 1))
+        out.append(tuple(cells))
+    return Table(tuple(headers), tuple(out))
+
+
+def setting_text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(setting_text(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def targets_cells(rows: Sequence[dict], variants: Sequence[str]) -> Table:
+    judged = tables.targets(rows, variants)
+    body = tuple((text, measured, "met" if met else "missed") for text, measured, met in judged)
+    return Table(("target", "measured", "result"), body)
+
+
+def task_section(rows: Sequence[dict], task: str, variants: Sequence[str]) -> list[Block]:
+    formats = sorted({str(r.get("format")) for r in rows if r["task"] == task})
+    blocks: list[Block] = [
+        Heading(2, f"Task {task}"),
+        KeyValues((("format", ", ".join(formats)),)),
+        TableBlock(task_cells(rows, task, variants)),
+        Heading(3, "Final prompts"),
+    ]
+    for variant in tables.shown_variants(variants):
+        for r in tables.runs(rows, task, variant):
+            seed = "" if r.get("seed") is None else f", seed {r['seed']}"
+            blocks.append(Heading(4, f"{variant}{seed}"))
+            facts = [("training loss", plain(r.get("train_loss"), 4))]
+            if r.get("same_as"):
+                facts.append(("same run as", str(r["same_as"])))
+            if r.get("stop_reason"):
+                facts.append(("stopped", str(r["stop_reason"])))
+            blocks += [KeyValues(tuple(facts)), Code(str(r.get("prompt") or ""))]
+    return blocks
+
+
+def build_blocks(
+    rows: Sequence[dict],
+    variants: Sequence[str],
+    descriptions: dict[str, str],
+    settings: dict,
+    figures: dict[str, str],
+) -> list[Block]:
+    described = tuple(
+        (v, descriptions.get(v, INITIAL_DESCRIPTION if v == INITIAL else DASH))
+        for v in tables.shown_variants(variants)
+    )
+    blocks: list[Block] = [
+        Heading(1, TITLE),
+        Heading(2, "Settings"),
+        KeyValues(tuple((str(k), setting_text(v)) for k, v in settings.items())),
+        Heading(2, "Variants"),
+        KeyValues(described),
+        Heading(2, "Average over tasks"),
+        TableBlock(average_cells(rows, variants)),
+        Paragraph(SPREAD_NOTE),
+    ]
+    blocks += [Image(src, alt) for alt, src in figures.items()]
+    blocks += [
+        Heading(2, f"Targets (judged on {tables.FULL})"),
+        TableBlock(targets_cells(rows, variants)),
+    ]
+    for task in tables.task_names(rows):
+        blocks += task_section(rows, task, variants)
+    return blocks
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # studies run on servers and in CI: never open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def change_png(changes: dict[str, list[float]], ylabel: str, title: str, path: Path) -> None:
+    """Per variant, each task's change against the initial prompt as a point, their mean as a
+    bar, so both the typical effect and how consistent it is across tasks show."""
+    plt = _pyplot()
+    names = list(changes)
+    figure, axes = plt.subplots(figsize=(max(6.4, 0.9 * len(names) + 2), 3.8), dpi=100)
+    try:
+        for x, name in enumerate(names):
+            values = changes[name]
+            if not values:
+                continue
+            axes.bar(x, fmean(values), color="#4c72b0", alpha=0.55, width=0.6)
+            # Spread the points sideways deterministically so equal values stay visible.
+            offsets = [0.2 * ((i % 5) - 2) / 2 for i in range(len(values))]
+            xs = [x + o for o in offsets]
+            axes.scatter(xs, values, s=16, color="#222222", zorder=3)
+        axes.axhline(0.0, color="#c44e52", linewidth=1)
+        axes.set_xticks(range(len(names)))
+        axes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        axes.set_ylabel(ylabel)
+        axes.set_title(title, fontsize=10)
+        axes.grid(axis="y", alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path, format="png")
+    finally:
+        plt.close(figure)
+
+
+FIGURES = (  # file, metric, scale, y label, plot title, alt text
+    (
+        "ce-change.png",
+        "heldout_ce",
+        1.0,
+        "Δ held-out CE vs initial",
+        "Held-out CE change per task (dots) and mean (bar); lower is better",
+        "held-out CE minus the initial prompt's, per variant: each task as a dot, the mean as "
+        "a bar",
+    ),
+    (
+        "option-gain.png",
+        "option_accuracy",
+        100.0,
+        "Δ option accuracy (points)",
+        "Option accuracy gain per MC task (dots) and mean (bar); higher is better",
+        "option accuracy gain over the initial prompt in points, per variant: each "
+        "multiple-choice task as a dot, the mean as a bar",
+    ),
+)
+
+
+def write_figures(out: Path, rows: Sequence[dict], variants: Sequence[str]) -> dict[str, str]:
+    """alt text -> relative path of each PNG that has something to show; stale ones removed."""
+    folder = out / FILES_DIR
+    folder.mkdir(exist_ok=True)
+    figures, written = {}, []
+    for name, key, scale, ylabel, title, alt in FIGURES:
+        changes = tables.changes(rows, variants, key, scale)
+        if not any(changes.values()):
+            continue
+        atomic_write(folder / name, partial(change_png, changes, ylabel, title))
+        figures[alt] = f"{FILES_DIR}/{name}"
+        written.append(folder / name)
+    for stale in set(folder.glob("*.png")) - set(written):
+        stale.unlink()
+    return figures
+
+
+def write_study_report(
+    out: Path,
+    rows: Sequence[dict],
+    variants: Sequence[str],
+    descriptions: dict[str, str],
+    settings: dict,
+) -> tuple[Path, Path]:
+    """Write out/study.md and out/study.html (PNGs under out/study_files/); return both paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, html = out / MARKDOWN, out / HTML
+    check_writable(markdown)
+    figures = write_figures(out, rows, variants)
+    blocks = build_blocks(rows, variants, descriptions, settings, figures)
+    atomic_write_text(render_markdown(blocks), markdown)
+    atomic_write_text(render_html(blocks, TITLE), html)
+    return markdown, html

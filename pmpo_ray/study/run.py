@@ -1,0 +1,154 @@
+"""Run a study: every variant's runs of every task as one suite on shared engine pools (all in
+the same rounds), then every distinct final prompt evaluated once on held-out data with the
+same warm engines, then one result row per (task, variant, seed) and the report.
+
+The study folder holds runs/ (an ordinary suite folder: checkpoints, resumable, one task
+folder per run), results.jsonl, and study.md / study.html with their plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pmpo_ray.study.config import StudyConfig
+from pmpo_ray.study.variants import INITIAL, StudyRun, expand
+
+RUNS_DIR = "runs"
+RESULTS = "results.jsonl"
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    out: Path
+    rows: tuple[dict, ...]  # results.jsonl, in plan order, the initial prompts first per task
+    report: tuple[Path, Path]  # study.md, study.html
+
+
+def run_study(
+    config: StudyConfig, *, out: Path, resume: bool = False, overwrite: bool = False
+) -> StudyResult:
+    from pmpo_ray.engines.client import open_engines
+    from pmpo_ray.ray_session import quiet_ray_data
+    from pmpo_ray.run_folder import layout
+    from pmpo_ray.run_folder.read import read_run_folder
+    from pmpo_ray.suite.run import check_rows_fit_scorer, run_suite
+    from pmpo_ray.tasks.task import load_task
+
+    started = time.perf_counter()
+    out = Path(out)
+    suite, plan = expand(config.suite, config.variants, config.seeds, config.forward_pass_budget)
+    tasks = {entry.task.name: load_task(entry.task) for entry in config.suite.tasks}
+    check_rows_fit_scorer(list(tasks.values()), suite)  # before any engine starts
+    runs_dir = out / RUNS_DIR
+    with open_engines(
+        suite.scorer,
+        suite.rewriter,
+        prompt_format=suite.prompt_format,
+        on_ray=True,
+        ray=suite.ray,
+    ) as client:
+        quiet_ray_data()
+        if not (resume and layout.suite_summary_path(runs_dir).exists()):
+            run_suite(suite, out=runs_dir, resume=resume, overwrite=overwrite, engines=client)
+        folders = {f.task_id: f for f in read_run_folder(runs_dir, evaluations=False).tasks}
+        prompts = {
+            name: (task, [task.initial_prompt, *finals(plan, folders, name)])
+            for name, task in tasks.items()
+        }
+        distinct = sum(len(set(texts)) for _, texts in prompts.values())
+        print(f"held-out evaluation: {distinct} distinct prompts of {len(prompts)} tasks")
+        metrics, eval_seconds = evaluate(prompts, client, suite)
+    rows = result_rows(plan, tasks, folders, metrics)
+    from pmpo_ray.store import atomic_write_text
+
+    atomic_write_text("".join(json.dumps(row) + "\n" for row in rows), out / RESULTS)
+    settings = study_settings(config, tasks, time.perf_counter() - started, eval_seconds)
+    report = write_report(out, rows, config, settings)
+    return StudyResult(out, tuple(rows), report)
+
+
+def finals(plan: list[StudyRun], folders: dict, task: str) -> list[str]:
+    """The best prompt of every run of `task`."""
+    return [folders[run.run_name].best_prompt for run in plan if run.task == task]
+
+
+def evaluate(prompts, client, suite):
+    from pmpo_ray.study.heldout import evaluate_prompts
+
+    return evaluate_prompts(
+        prompts, client=client, config=suite.evaluation, role=suite.prompt_format.role
+    )
+
+
+def result_rows(plan: list[StudyRun], tasks: dict, folders: dict, metrics: dict) -> list[dict]:
+    """The initial prompt's row per task, then one row per (task, variant, seed) of the plan."""
+    rows = []
+    for name, task in tasks.items():
+        rows.append(
+            {
+                "task": name,
+                "variant": INITIAL,
+                "seed": None,
+                "format": task.format,
+                "prompt": task.initial_prompt,
+                "train_loss": None,
+                **metrics[name][task.initial_prompt],
+                "forward_passes": 0,
+                "iterations": 0,
+                "stop_reason": "",
+                "same_as": None,
+            }
+        )
+        for run in (r for r in plan if r.task == name):
+            folder = folders[run.run_name]
+            rows.append(
+                {
+                    "task": name,
+                    "variant": run.variant,
+                    "seed": run.seed,
+                    "format": task.format,
+                    "prompt": folder.best_prompt,
+                    "train_loss": folder.best_loss,
+                    **metrics[name][folder.best_prompt],
+                    "forward_passes": folder.training_cost.forward_passes,
+                    "iterations": folder.iterations,
+                    "stop_reason": folder.stop_reason,
+                    "same_as": run.same_as,
+                }
+            )
+    return rows
+
+
+def study_settings(config: StudyConfig, tasks: dict, seconds: float, eval_seconds: float) -> dict:
+    suite = config.suite
+    first = next(iter(tasks.values()))
+    held_out = suite.evaluation.max_examples or len(first.test)
+    return {
+        "tasks": len(tasks),
+        "variants": len(config.variants),
+        "seeds": ", ".join(str(s) for s in config.seeds),
+        "forward-pass budget per run": config.forward_pass_budget,
+        "iterations cap": suite.optimizer.iterations,
+        "k hard cases x n rewrites": f"{suite.optimizer.hard_cases} x "
+        f"{suite.optimizer.rewrites_per_case}",
+        "scorer": scorer_name(suite.scorer.engine),
+        "training / held-out examples (first task)": f"{len(first.train)} / "
+        f"{min(held_out, len(first.test))}",
+        "wall time": f"{seconds:.0f} s (held-out evaluation {eval_seconds:.0f} s)",
+    }
+
+
+def scorer_name(engine) -> str:
+    model = getattr(engine, "model", None)  # the simulated backend has none
+    return f"{engine.backend}: {model.name}" if model is not None else engine.backend
+
+
+def write_report(out: Path, rows: list[dict], config: StudyConfig, settings: dict):
+    from pmpo_ray.study.report import write_study_report
+    from pmpo_ray.study.variants import VARIANTS
+
+    descriptions = {name: VARIANTS[name].description for name in config.variants}
+    return write_study_report(out, rows, config.variants, descriptions, settings)
