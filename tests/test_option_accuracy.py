@@ -158,3 +158,28 @@ def test_an_old_multiple_choice_evaluation_is_evaluated_again(tmp_path):
     assert kept_evaluation(tmp_path, new["basis"]) == new
     other = evaluation_json("supervised")  # nothing new to measure: kept as it is
     assert not lacks_option_accuracy(other)
+
+
+def test_pmpo_evaluate_prints_option_accuracy_beside_the_others():
+    from pmpo_ray.commands.evaluate import summary_table
+
+    row = {"heldout_ce": 1.0, "heldout_loss": 0.5, "accuracy": 0.25, "pairwise_accuracy": 0.75}
+    table = summary_table(
+        {
+            "navigate": {
+                "prompts": [
+                    {
+                        **row,
+                        "name": "optimized",
+                        "option_accuracy": 0.5,
+                        "option_accuracy_norm": 0.625,
+                    }
+                ]
+            },
+            "counting": {"prompts": [{**row, "name": "optimized", "option_accuracy": None}]},
+        }
+    )
+    header, navigate, counting = table.splitlines()
+    assert header.split()[-2:] == ["option", "opt/ch"]
+    assert navigate.split()[-4:] == ["25%", "75%", "50%", "62%"]
+    assert counting.split()[-2:] == ["-", "-"]

@@ -183,6 +183,7 @@ def test_suite_report_has_summary_tables_curves_diff_and_cost(suite, capsys):
     assert markdown.count('| baseline: "Let\'s think step by step" |') == 2
     assert "| held-out preference loss |" in markdown  # the preference task's own column
     assert "would have generated 975 tokens" in markdown
+    assert markdown.count("- **rejected rewrites**: ") == 2  # one line per task, by reason
     assert "loss-based selection generated 130 (7.5× fewer)" in markdown
     rounds = (suite / "rounds.jsonl").read_text().splitlines()
     assert "## Rounds" in markdown

@@ -92,6 +92,23 @@ def test_task_folder_reads_back_as_the_results_in_memory(tmp_path, suite_run):
     assert folder.engine == job.scorer and folder.prompt_format.role == "user"
 
 
+def test_rejected_rewrites_are_counted_by_reason_and_read_back(tmp_path, suite_run):
+    from dataclasses import replace
+
+    from pmpo_ray.pmpo.records import RejectedRewrite
+
+    _, [job, _], [result, _] = suite_run
+    reasons = ("leaks_example", "duplicate", "leaks_example")
+    rejected = tuple(RejectedRewrite("init", "0", reason, "<prompt>x") for reason in reasons)
+    first = replace(result.history[0], rejected=rejected)
+    result = replace(result, history=(first, *result.history[1:]))
+    write_task_run(result, tmp_path / "run", job)
+    [task] = read_run_folder(tmp_path / "run").tasks
+    assert task.rejected_rewrites == {"leaks_example": 2, "duplicate": 1}
+    [in_memory] = run_folder_from_results(tmp_path / "run", [result], [job], kind="task").tasks
+    assert in_memory.rejected_rewrites == task.rejected_rewrites
+
+
 def test_task_folder_is_replaced_only_when_asked(tmp_path, suite_run):
     _, [job, other_job], [result, other] = suite_run
     write_task_run(result, tmp_path / "run", job)

@@ -222,3 +222,30 @@ def test_a_study_on_simulated_replicas_writes_every_cell_and_resumes(local_ray, 
     again = run_study(config, out=tmp_path / "study", resume=True)
     assert (tmp_path / "study/runs/rounds.jsonl").read_text() == rounds
     assert [r["heldout_ce"] for r in again.rows] == [r["heldout_ce"] for r in rows]
+
+
+def test_the_study_entrypoint_refuses_a_bad_config_before_ray(tmp_path, capsys):
+    import sys
+
+    import yaml
+
+    from pipelines.study import main
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study_config().model_dump(mode="json")))
+    assert (
+        main(
+            [
+                "--config",
+                str(path),
+                "--out",
+                str(tmp_path / "out"),
+                "--set",
+                "variants=[full, no_mask]",
+            ]
+        )
+        == 2
+    )
+    assert "unknown variant(s) ['no_mask']" in capsys.readouterr().err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert not (tmp_path / "out").exists()

@@ -73,6 +73,32 @@ def test_paper_split_sizes_and_disjointness():
     assert (len(small_train), len(small_test)) == (12, 48)
 
 
+def test_a_balanced_split_trains_on_every_answer_alike():
+    from collections import Counter
+
+    # 9 of 10 examples answer (B): a plain 20% split is almost all (B)
+    examples = [Example(str(i), f"q{i}", "(A)" if i % 10 == 0 else "(B)") for i in range(100)]
+    train, test = paper_split(examples, 0.2, 50, seed=3, balanced=True)
+    assert Counter(e.target for e in train) == {"(A)": 10, "(B)": 10}
+    assert len(test) == 80 and not {e.example_id for e in train} & {e.example_id for e in test}
+    assert paper_split(examples, 0.2, 50, seed=3, balanced=True) == (train, test)
+    plain, _ = paper_split(examples, 0.2, 50, seed=3)
+    assert Counter(e.target for e in plain)["(B)"] > 15
+    # an answer that runs out leaves the rest to the others
+    few = examples[:30]  # (A) only 3 times
+    train, _ = paper_split(few, 0.5, 50, seed=0, balanced=True)
+    assert Counter(e.target for e in train) == {"(A)": 3, "(B)": 12}
+    config = TaskConfig(
+        name="hyper",
+        data="builtin:bbh/hyperbaton.json",
+        format="multiple_choice",
+        initial_prompt="Answer.",
+        train_fraction=0.17,
+        balance_train=True,
+    )
+    assert Counter(e.target for e in load_task(config).train) == {"(A)": 5, "(B)": 5}
+
+
 def test_load_task_builtin_and_unknown_sample():
     task = load_task(
         TaskConfig(

@@ -44,14 +44,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary_table(results: dict[str, dict]) -> str:
-    """Plain-text table: per task and prompt, held-out CE, loss and accuracy."""
-    lines = [f"{'task':<24} {'prompt':<16} {'CE':>7} {'loss':>7} {'acc':>6} {'pair':>6}"]
+    """Plain-text table: per task and prompt, held-out CE, loss, generation accuracy,
+    pairwise accuracy and option accuracy (plain, then per character)."""
+    lines = [
+        f"{'task':<24} {'prompt':<16} {'CE':>7} {'loss':>7} {'acc':>6} {'pair':>6} "
+        f"{'option':>6} {'opt/ch':>6}"
+    ]
     for task_id, result in results.items():
         for row in result["prompts"]:
             lines.append(
                 f"{task_id:<24} {row['name']:<16} {row['heldout_ce']:>7.3f} "
                 f"{row['heldout_loss']:>7.3f} {_percent(row['accuracy']):>6} "
-                f"{_percent(row['pairwise_accuracy']):>6}"
+                f"{_percent(row['pairwise_accuracy']):>6} "
+                f"{_percent(row.get('option_accuracy')):>6} "
+                f"{_percent(row.get('option_accuracy_norm')):>6}"
             )
     return "\n".join(lines)
 

@@ -74,3 +74,12 @@ class OptimizationResult:
     budget: Budget = field(default_factory=Budget)
     stop_reason: str = ""
     skipped_rows: dict[str, int] = field(default_factory=dict)  # invalid data rows, by reason
+
+
+def rejection_counts(history: "tuple[IterationRecord, ...]") -> dict[str, int]:
+    """How many rewrites vetting rejected, by reason (pmpo/rewrite.py), most frequent first."""
+    counts: dict[str, int] = {}
+    for record in history:
+        for rejected in record.rejected:
+            counts[rejected.reason] = counts.get(rejected.reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.loss import mean_loss
 from pmpo_ray.pmpo.next_round import after_iteration
-from pmpo_ray.pmpo.records import Budget, IterationRecord, RejectedRewrite
 from pmpo_ray.pmpo.proposals import chosen_cases, proposal_message
+from pmpo_ray.pmpo.records import Budget, IterationRecord, RejectedRewrite
 from pmpo_ray.pmpo.rewrite import RESPONSE_PREFILL, extract_prompt, vet_rewrite
 from pmpo_ray.pmpo.run_state import RunState
 from pmpo_ray.pmpo.select import Candidate, update_population

@@ -120,6 +120,7 @@ def task_section(task: TaskFolder, curve: str) -> list[Block]:
             "training loss",
             tables.change(tables.number(task.initial_loss), tables.number(task.best_loss)),
         ),
+        ("rejected rewrites", rejections_text(task.rejected_rewrites)),
     ]
     if task.evaluation is None:
         facts.append(("held-out evaluation", tables.NOT_EVALUATED))
@@ -144,3 +145,9 @@ def task_section(task: TaskFolder, curve: str) -> list[Block]:
         Code(task.best_prompt),
     ]
     return blocks
+
+
+
+def rejections_text(counts: dict[str, int]) -> str:
+    """'leaks_example 5, duplicate 2' (reasons: pmpo/rewrite.py's REJECTION_REASONS)."""
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items()) or "none"

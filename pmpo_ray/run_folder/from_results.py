@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pmpo_ray.pmpo.config import OptimizeJobConfig
-from pmpo_ray.pmpo.records import OptimizationResult
+from pmpo_ray.pmpo.records import OptimizationResult, rejection_counts
 from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.read import history_points
 from pmpo_ray.run_folder.records import Cost, RunFolder, TaskFolder
@@ -75,4 +75,5 @@ def task_folder_from_result(
         points=points,
         candidates_scored=candidates,
         evaluation=None,
+        rejected_rewrites=rejection_counts(result.history),
     )

@@ -85,6 +85,7 @@ def read_task_folder(task_dir: Path, *, evaluations: bool = True) -> TaskFolder:
         evaluation=read_evaluation(evaluation_path)
         if evaluations and evaluation_path.exists()
         else None,
+        rejected_rewrites=dict(result.get("rejected_rewrites", {})),
     )
 
 

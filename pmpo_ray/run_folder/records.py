@@ -3,7 +3,7 @@ from the files (read.py) or straight from a finished optimization (from_results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pmpo_ray.pmpo.config import OptimizeJobConfig
@@ -86,6 +86,8 @@ class TaskFolder:
     points: tuple[Point, ...]  # every scored candidate, in history order
     candidates_scored: int  # distinct prompts scored on the training split
     evaluation: Evaluation | None  # None until `pmpo evaluate` has run
+    # Rewrites vetting rejected, by reason; empty for folders written before it was recorded.
+    rejected_rewrites: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

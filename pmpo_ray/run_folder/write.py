@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from pmpo_ray.pmpo.config import OptimizeJobConfig
-from pmpo_ray.pmpo.records import OptimizationResult
+from pmpo_ray.pmpo.records import OptimizationResult, rejection_counts
 from pmpo_ray.run_folder import layout
 from pmpo_ray.store import (
     atomic_write_json,
@@ -143,6 +143,7 @@ def result_summary(result: OptimizationResult) -> dict:
         "best_candidate": result.best.candidate_id,
         "iterations": len(result.history),
         "stop_reason": result.stop_reason,
+        "rejected_rewrites": rejection_counts(result.history),
         "budget": asdict(result.budget),
         "lineage": result.lineage,
         "skipped_rows": result.skipped_rows,  # `invalid_rows: skip` (tasks/): rows left out

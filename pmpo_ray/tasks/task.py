@@ -37,17 +37,38 @@ class Task:
 
 
 def paper_split(
-    examples: Sequence[Example], fraction: float, cap: int, seed: int
+    examples: Sequence[Example], fraction: float, cap: int, seed: int, balanced: bool = False
 ) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
     """The paper's protocol: a seeded shuffle, the first 20% (at most 50) train, the rest held out.
 
     At least one example goes to training; the held-out side may come out empty (e.g. with
-    train_fraction 1), which `load_task` reports.
+    train_fraction 1), which `load_task` reports. `balanced` takes the training examples
+    round-robin over the gold answers (in the shuffled order) instead of from the front.
     """
     order = list(examples)
     random.Random(seed).shuffle(order)
     n_train = min(cap, max(1, math.floor(len(order) * fraction)))
-    return tuple(order[:n_train]), tuple(order[n_train:])
+    if not balanced:
+        return tuple(order[:n_train]), tuple(order[n_train:])
+    train = round_robin_by_answer(order, n_train)
+    taken = {id(example) for example in train}
+    return train, tuple(example for example in order if id(example) not in taken)
+
+
+def round_robin_by_answer(order: Sequence[Example], count: int) -> tuple[Example, ...]:
+    """`count` examples, one per gold answer in turn (answers in first-seen order), until
+    an answer runs out and the others go on."""
+    queues: dict[str, list[Example]] = {}
+    for example in order:
+        queues.setdefault(example.gold_answer.strip(), []).append(example)
+    columns = [iter(queue) for queue in queues.values()]
+    chosen: list[Example] = []
+    count = min(count, len(order))
+    while len(chosen) < count:
+        for column in columns:
+            if (example := next(column, None)) is not None and len(chosen) < count:
+                chosen.append(example)
+    return tuple(chosen)
 
 
 def resolve_answer_match(config: TaskConfig, layout: str) -> ResolvedAnswerMatch:
@@ -110,7 +131,11 @@ def _split(config: TaskConfig) -> Split:
     )
     if config.test_data is None:
         train, test = paper_split(
-            data.examples, config.train_fraction, config.max_train, config.split_seed
+            data.examples,
+            config.train_fraction,
+            config.max_train,
+            config.split_seed,
+            balanced=config.balance_train,
         )
         if not test:
             raise DataError(
