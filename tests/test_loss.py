@@ -175,3 +175,16 @@ def test_mean_loss_is_the_plain_mean_and_rejects_empty():
     assert mean_loss({"a": 1.0, "b": 2.0, "c": 6.0}) == pytest.approx(3.0)
     with pytest.raises(ValueError):
         mean_loss({})
+
+
+def test_auto_objective_per_format_and_distractor_objectives_need_distractors():
+    from pmpo_ray.pmpo.loss import resolve_objective
+
+    # multiple choice: cross-entropy of the gold option (README: the objective study)
+    assert resolve_objective("auto", "multiple_choice") == "ce"
+    assert resolve_objective("auto", "preference") == "preference"
+    assert resolve_objective("auto", "supervised") == "ce"
+    assert resolve_objective("ce_plus_preference", "multiple_choice") == "ce_plus_preference"
+    for objective in ("preference", "ce_plus_preference"):
+        with pytest.raises(ValueError, match=f"the {objective} objective needs rejected"):
+            resolve_objective(objective, "supervised")

@@ -143,7 +143,14 @@ def mean_loss(losses: Mapping[str, float]) -> float:
 
 def resolve_objective(objective: str, task_format: str) -> Objective:
     """The loss a config's `objective` means for a task of `task_format`: "auto" is the
-    preference loss for preference tasks and cross-entropy for every other format."""
+    preference loss for preference tasks and cross-entropy for every other format.
+
+    Multiple choice gets cross-entropy of the gold option, not the paper's preference loss over
+    the distractors: in our study (README, "Does it work?"; pipelines/studies/
+    bbh_mc_objectives.yaml) cross-entropy gave the lowest held-out CE on 4 of 4 tasks and the
+    best generation accuracy, with option accuracy within the seeds' spread of the preference
+    loss, and it scores a third of the rows per candidate, so an equal budget explores more.
+    """
     if objective != "auto":
         if objective in NEEDS_REJECTED and task_format == "supervised":
             raise ValueError(
