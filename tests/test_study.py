@@ -217,6 +217,8 @@ def test_a_study_on_simulated_replicas_writes_every_cell_and_resumes(local_ray, 
     assert all(r["prompt"] == full[r["seed"]]["prompt"] for r in copies)
     markdown = result.report[0].read_text()
     assert "navigate" in markdown and "random_rewrites" in markdown
+    with pytest.raises(ValueError, match="holds a study already"):  # nothing is replaced
+        run_study(config, out=tmp_path / "study")
     # Finished runs are not played again: the resumed study only re-evaluates.
     rounds = (tmp_path / "study/runs/rounds.jsonl").read_text()
     again = run_study(config, out=tmp_path / "study", resume=True)

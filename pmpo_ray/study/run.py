@@ -34,11 +34,16 @@ def run_study(
     from pmpo_ray.ray_session import quiet_ray_data
     from pmpo_ray.run_folder import layout
     from pmpo_ray.run_folder.read import read_run_folder
+    from pmpo_ray.store import atomic_write_text
     from pmpo_ray.suite.run import check_rows_fit_scorer, run_suite
     from pmpo_ray.tasks.task import load_task
 
     started = time.perf_counter()
     out = Path(out)
+    if (out / RUNS_DIR).exists() and not (resume or overwrite):  # before engines start
+        raise ValueError(
+            f"{out} holds a study already; choose another --out, pass --overwrite, or --resume"
+        )
     suite, plan = expand(config.suite, config.variants, config.seeds, config.forward_pass_budget)
     tasks = {entry.task.name: load_task(entry.task) for entry in config.suite.tasks}
     check_rows_fit_scorer(list(tasks.values()), suite)  # before any engine starts
@@ -62,8 +67,6 @@ def run_study(
         print(f"held-out evaluation: {distinct} distinct prompts of {len(prompts)} tasks")
         metrics, eval_seconds = evaluate(prompts, client, suite)
     rows = result_rows(plan, tasks, folders, metrics)
-    from pmpo_ray.store import atomic_write_text
-
     atomic_write_text("".join(json.dumps(row) + "\n" for row in rows), out / RESULTS)
     settings = study_settings(config, tasks, time.perf_counter() - started, eval_seconds)
     report = write_report(out, rows, config, settings)
