@@ -96,8 +96,8 @@ def variant_optimizer(
 def expand(
     suite: SuiteConfig, variants: list[str], seeds: list[int], budget: int
 ) -> tuple[SuiteConfig, list[StudyRun]]:
-    """The suite of every distinct run (tasks named TASK.VARIANT.sSEED, variant-major within a
-    task), and every study cell with the run that answers it."""
+    """The suite of every distinct run (tasks named TASK.VARIANT.sSEED; per task, seed by seed,
+    variant by variant), and every study cell with the run that answers it."""
     entries: list[SuiteTask] = []
     plan: list[StudyRun] = []
     for entry in suite.tasks:
