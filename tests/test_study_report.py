@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from pmpo_ray.study import report
+from pmpo_ray.study import plots
 from pmpo_ray.study.report import average_table_text, write_study_report
 from tests.test_report import png_is_valid
 from tests.test_study_tables import VARIANTS, row, study_rows
@@ -103,7 +103,7 @@ def test_a_crash_while_plotting_leaves_no_half_file(tmp_path, monkeypatch):
         path.write_bytes(b"\x89PNG half")
         raise RuntimeError("plot failed")
 
-    monkeypatch.setattr(report, "change_png", broken_png)
+    monkeypatch.setattr(plots, "change_png", broken_png)
     with pytest.raises(RuntimeError):
         write_study_report(tmp_path, study_rows(), VARIANTS, {}, {})
     assert list((tmp_path / "study_files").iterdir()) == []

@@ -96,9 +96,8 @@ def _example_loss(
     beta: float,
 ) -> float:
     reference = _reference_row(rows, candidate_id, example_id)
-    ce = example_ce(reference["logprob_sum"], reference["n_tokens"], reduction)
     if objective == "ce":
-        return ce
+        return example_ce(reference["logprob_sum"], reference["n_tokens"], reduction)
     rejected = [row["logprob_sum"] for row in rows if row["weight"] < 0]
     if not rejected:
         raise ValueError(
@@ -109,7 +108,9 @@ def _example_loss(
     preference = preference_loss(reference["logprob_sum"], rejected, beta)
     # The sum keeps the reference likely in absolute terms while the preference term ranks it
     # above the distractors (which alone can be won by making every option unlikely).
-    return preference + ce if objective == "ce_plus_preference" else preference
+    if objective == "ce_plus_preference":
+        return preference + example_ce(reference["logprob_sum"], reference["n_tokens"], reduction)
+    return preference
 
 
 def example_losses(

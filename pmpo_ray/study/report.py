@@ -8,16 +8,15 @@ half-written study report.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
-from statistics import fmean
 
 from pmpo_ray.reports.document import Block, Code, Heading, Image, KeyValues, Paragraph, TableBlock
 from pmpo_ray.reports.html import render_html
 from pmpo_ray.reports.markdown import render_markdown
 from pmpo_ray.reports.tables import DASH, Table
-from pmpo_ray.store import atomic_write, atomic_write_text, check_writable
+from pmpo_ray.store import atomic_write_text, check_writable
 from pmpo_ray.study import tables
+from pmpo_ray.study.plots import write_figures
 from pmpo_ray.study.tables import INITIAL, Stat
 
 MARKDOWN, HTML, FILES_DIR = "study.md", "study.html", "study_files"
@@ -230,82 +229,6 @@ def build_blocks(
     return blocks
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # studies run on servers and in CI: never open a window
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def change_png(changes: dict[str, list[float]], ylabel: str, title: str, path: Path) -> None:
-    """Per variant, each task's change against the initial prompt as a point, their mean as a
-    bar, so both the typical effect and how consistent it is across tasks show."""
-    plt = _pyplot()
-    names = list(changes)
-    figure, axes = plt.subplots(figsize=(max(6.4, 0.9 * len(names) + 2), 3.8), dpi=100)
-    try:
-        for x, name in enumerate(names):
-            values = changes[name]
-            if not values:
-                continue
-            axes.bar(x, fmean(values), color="#4c72b0", alpha=0.55, width=0.6)
-            # Spread the points sideways deterministically so equal values stay visible.
-            offsets = [0.2 * ((i % 5) - 2) / 2 for i in range(len(values))]
-            xs = [x + o for o in offsets]
-            axes.scatter(xs, values, s=16, color="#222222", zorder=3)
-        axes.axhline(0.0, color="#c44e52", linewidth=1)
-        axes.set_xticks(range(len(names)))
-        axes.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
-        axes.set_ylabel(ylabel)
-        axes.set_title(title, fontsize=10)
-        axes.grid(axis="y", alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(path, format="png")
-    finally:
-        plt.close(figure)
-
-
-FIGURES = (  # file, metric, scale, y label, plot title, alt text
-    (
-        "ce-change.png",
-        "heldout_ce",
-        1.0,
-        "Δ held-out CE vs initial",
-        "Held-out CE change per task (dots) and mean (bar); lower is better",
-        "held-out CE minus the initial prompt's, per variant: each task as a dot, the mean as "
-        "a bar",
-    ),
-    (
-        "option-gain.png",
-        "option_accuracy",
-        100.0,
-        "Δ option accuracy (points)",
-        "Option accuracy gain per MC task (dots) and mean (bar); higher is better",
-        "option accuracy gain over the initial prompt in points, per variant: each "
-        "multiple-choice task as a dot, the mean as a bar",
-    ),
-)
-
-
-def write_figures(out: Path, rows: Sequence[dict], variants: Sequence[str]) -> dict[str, str]:
-    """alt text -> relative path of each PNG that has something to show; stale ones removed."""
-    folder = out / FILES_DIR
-    folder.mkdir(exist_ok=True)
-    figures, written = {}, []
-    for name, key, scale, ylabel, title, alt in FIGURES:
-        changes = tables.changes(rows, variants, key, scale)
-        if not any(changes.values()):
-            continue
-        atomic_write(folder / name, partial(change_png, changes, ylabel, title))
-        figures[alt] = f"{FILES_DIR}/{name}"
-        written.append(folder / name)
-    for stale in set(folder.glob("*.png")) - set(written):
-        stale.unlink()
-    return figures
-
-
 def write_study_report(
     out: Path,
     rows: Sequence[dict],
@@ -318,7 +241,7 @@ def write_study_report(
     out.mkdir(parents=True, exist_ok=True)
     markdown, html = out / MARKDOWN, out / HTML
     check_writable(markdown)
-    figures = write_figures(out, rows, variants)
+    figures = write_figures(out / FILES_DIR, rows, variants)
     blocks = build_blocks(rows, variants, descriptions, settings, figures)
     atomic_write_text(render_markdown(blocks), markdown)
     atomic_write_text(render_html(blocks, TITLE), html)

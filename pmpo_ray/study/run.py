@@ -30,12 +30,10 @@ class StudyResult:
 def run_study(
     config: StudyConfig, *, out: Path, resume: bool = False, overwrite: bool = False
 ) -> StudyResult:
-    from pmpo_ray.engines.client import open_engines
-    from pmpo_ray.ray_session import quiet_ray_data
     from pmpo_ray.run_folder import layout
     from pmpo_ray.run_folder.read import read_run_folder
     from pmpo_ray.store import atomic_write_text
-    from pmpo_ray.suite.run import check_rows_fit_scorer, run_suite
+    from pmpo_ray.suite.run import check_rows_fit_scorer, run_suite, suite_engines
     from pmpo_ray.tasks.task import load_task
 
     started = time.perf_counter()
@@ -48,14 +46,7 @@ def run_study(
     tasks = {entry.task.name: load_task(entry.task) for entry in config.suite.tasks}
     check_rows_fit_scorer(list(tasks.values()), suite)  # before any engine starts
     runs_dir = out / RUNS_DIR
-    with open_engines(
-        suite.scorer,
-        suite.rewriter,
-        prompt_format=suite.prompt_format,
-        on_ray=True,
-        ray=suite.ray,
-    ) as client:
-        quiet_ray_data()
+    with suite_engines(suite) as client:
         if not (resume and layout.suite_summary_path(runs_dir).exists()):
             run_suite(suite, out=runs_dir, resume=resume, overwrite=overwrite, engines=client)
         folders = {f.task_id: f for f in read_run_folder(runs_dir, evaluations=False).tasks}

@@ -68,7 +68,7 @@ def run_suite(
     )
     fingerprints = {task.task_id: run_fingerprint(task, job) for task, job in zip(tasks, jobs)}
     point = read_resume_point(work, fingerprints) if resume else None
-    with _resume_hint(out, work), _suite_engines(config, engines) as client:
+    with _resume_hint(out, work), suite_engines(config, engines) as client:
         if layout.suite_summary_path(work).exists():  # resumed to finish its evaluation
             summary = read_json(layout.suite_summary_path(work))
             evaluation = _evaluate(read_run_folder(out, evaluations=False), config, client)
@@ -115,7 +115,8 @@ def _resume_hint(out: Path, work: Path):
 
 
 @contextmanager
-def _suite_engines(config: SuiteConfig, engines):
+def suite_engines(config: SuiteConfig, engines=None):
+    """`engines` when given (left open), else the suite's replica pools on Ray."""
     if engines is not None:
         yield engines
         return
