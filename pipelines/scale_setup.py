@@ -17,8 +17,9 @@ WORDS = (
 ).split()
 
 
-def write_tasks(folder: Path, count: int, examples: int = 40) -> list[dict]:
-    """`count` BBH-style data files (input, target) and their suite task entries."""
+def write_tasks(folder: Path, count: int, examples: int = 40, max_train: int = 8) -> list[dict]:
+    """`count` BBH-style data files (input, target) and their suite task entries, each
+    training on `max_train` examples."""
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for index in range(count):
@@ -36,19 +37,26 @@ def write_tasks(folder: Path, count: int, examples: int = 40) -> list[dict]:
             "data": str(path),
             "description": f"Synthetic task {index}: decide whether the statement is consistent.",
             "initial_prompt": INITIAL_PROMPT,
-            "max_train": 8,
+            "max_train": max_train,
         }
         entries.append({"task": task})
     return entries
 
 
-def pool(replicas: int, engine: dict, batch_rows: int) -> dict:
-    """R simulated replicas of one logical GPU (and one logical CPU) each."""
-    placement = {"num_replicas": replicas, "num_cpus": 1, "num_gpus": 1, "batch_rows": batch_rows}
+def pool(replicas: int, engine: dict, batch_rows: int | None) -> dict:
+    """R simulated replicas of one logical GPU (and one logical CPU) each; `batch_rows` None
+    leaves ReplicaConfig's default."""
+    placement = {"num_replicas": replicas, "num_cpus": 1, "num_gpus": 1}
+    if batch_rows is not None:
+        placement["batch_rows"] = batch_rows
     return {"engine": {"backend": "simulated", **engine}, "replicas": placement}
 
 
-def suite_config(tasks: list[dict], replicas: int, engine: dict, iterations: int, args):
+def suite_config(
+    tasks: list[dict], replicas: int, engine: dict, iterations: int, args, shared: bool = False
+):
+    """Scorer and rewriter pools of R replicas each, or with `shared` one scorer pool that
+    also generates."""
     from pmpo_ray.suite.config import SuiteConfig
 
     config = {
@@ -56,8 +64,9 @@ def suite_config(tasks: list[dict], replicas: int, engine: dict, iterations: int
         "tasks": tasks,
         "optimizer": {"iterations": iterations},
         "scorer": pool(replicas, engine, args.batch_rows),
-        "rewriter": pool(replicas, engine, args.batch_rows),
     }
+    if not shared:
+        config["rewriter"] = pool(replicas, engine, args.batch_rows)
     if args.cohorts is not None:  # else the driver's default
         config["cohorts"] = args.cohorts
     return SuiteConfig.model_validate(config)

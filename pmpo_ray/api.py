@@ -118,10 +118,10 @@ def evaluate(
         accuracy=accuracy,
     )
     if isinstance(engines, EngineClient):
-        return evaluate_run(folder, scorer=engines, generator=engines, config=config)
+        return evaluate_run(folder, engines=engines, config=config)
     scorer = PoolConfig(engine=engines if engines is not None else folder.engine)
     with open_engines(scorer, prompt_format=folder.prompt_format) as client:
-        return evaluate_run(folder, scorer=client, generator=client, config=config)
+        return evaluate_run(folder, engines=client, config=config)
 
 
 def report(run_dir: str | Path):

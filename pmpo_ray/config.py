@@ -99,11 +99,23 @@ class ReplicaConfig(FrozenConfig):
         ge=1,
         description="Torch/OpenMP threads inside each replica; None = num_cpus rounded up.",
     )
-    batch_rows: int = Field(
-        64,
+    batch_rows: int | None = Field(
+        None,
         gt=0,
-        description="Most request rows sent to one replica in one call; smaller tables are cut "
-        "finer so every replica gets two batches.",
+        description="Fixed request rows per replica call; None (the default) sizes batches by "
+        "work: large first, shrinking to min_batch_rows, capped by max_batch_seconds.",
+    )
+    min_batch_rows: int = Field(
+        16,
+        gt=0,
+        description="Smallest batch of work-sized batching: the last batches of a job, which "
+        "even out the replicas' finishing times.",
+    )
+    max_batch_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Most estimated engine seconds in one batch (from the pool's measured "
+        "seconds per row): what a replica that dies mid-batch loses, and is redone elsewhere.",
     )
     max_restarts: int = Field(
         3,

@@ -108,28 +108,33 @@ def score_requests(
     Each example gives a row for its target (weight +1) and, with `with_rejected`, one row per
     rejected answer (weight -1) sharing the same context.
     """
-    rows = []
-    for candidate_id, prompt in prompts:
-        for example in examples:
-            answers = [(example.target, 1.0)]
-            if with_rejected:
-                answers += [(rejected, -1.0) for rejected in example.rejected]
-            for continuation, weight in answers:
-                rows.append(
-                    {
-                        "request_id": first_request_id + len(rows),
-                        "task_id": task_id,
-                        "candidate_id": candidate_id,
-                        "example_id": example.example_id,
-                        "kind": kind,
-                        "prompt": prompt,
-                        "role": role,
-                        "input": example.input,
-                        "continuation": continuation,
-                        "weight": weight,
-                    }
-                )
-    return pa.Table.from_pylist(rows, schema=SCORE_REQUEST_SCHEMA)
+    # Built column by column: every candidate repeats the same block of example rows, and a
+    # driver builds these for thousands of tasks per round (row dicts cost ~5 µs a row).
+    block: dict[str, list] = {"example_id": [], "input": [], "continuation": [], "weight": []}
+    for example in examples:
+        answers = [(example.target, 1.0)]
+        if with_rejected:
+            answers += [(rejected, -1.0) for rejected in example.rejected]
+        for continuation, weight in answers:
+            block["example_id"].append(example.example_id)
+            block["input"].append(example.input)
+            block["continuation"].append(continuation)
+            block["weight"].append(weight)
+    size, n_rows = len(block["weight"]), len(block["weight"]) * len(prompts)
+    columns = {
+        "request_id": range(first_request_id, first_request_id + n_rows),
+        "task_id": [task_id] * n_rows,
+        "candidate_id": [candidate_id for candidate_id, _ in prompts for _ in range(size)],
+        "example_id": block["example_id"] * len(prompts),
+        "kind": [kind] * n_rows,
+        "prompt": [prompt for _, prompt in prompts for _ in range(size)],
+        "role": [role] * n_rows,
+        "input": block["input"] * len(prompts),
+        "continuation": block["continuation"] * len(prompts),
+        "weight": block["weight"] * len(prompts),
+    }
+    arrays = [pa.array(columns[field.name], type=field.type) for field in SCORE_REQUEST_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCORE_REQUEST_SCHEMA)
 
 
 def generate_requests(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -80,7 +81,7 @@ class FakeEngine:
             .append_column("n_computed_tokens", pa.array(n_input, pa.int64()))
         )
 
-    def generate(self, requests):
+    def generate(self, requests, pool="rewriter"):
         import pyarrow as pa
 
         from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
@@ -125,6 +126,7 @@ class FakeReplica(EngineReplica):
         self.engine = FakeEngine(scripted_rewrites)
         self.engine.model_path = "fake"
         self.delay_seconds = delay_seconds
+        self.engine_lock, self.prepare_lock = threading.Lock(), threading.Lock()
 
     def ready(self):
         return f"fake@{os.getpid()}"
@@ -144,6 +146,19 @@ class FakeReplica(EngineReplica):
 
     def close(self):
         pass
+
+
+def rewriter_says(context, seed, index):
+    return "written by the rewriter"
+
+
+class RewriterReplica(FakeReplica):
+    """A FakeReplica of another "model": every generation says it was the rewriter."""
+
+    def __init__(self, engine=None, prompt_format=None, cpu_threads=1):
+        super().__init__(engine, prompt_format, cpu_threads)
+        self.engine = FakeEngine(rewriter_says)
+        self.engine.model_path = "rewriter"
 
 
 class StalledFakeReplica(FakeReplica):
@@ -174,8 +189,8 @@ class TimedClient:
         )
         self.calls: list[tuple[str, float, float, int]] = []
 
-    def generate(self, requests):
-        return self._timed("generate", self.client.generate, requests)
+    def generate(self, requests, pool="rewriter"):
+        return self._timed("generate", lambda table: self.client.generate(table, pool), requests)
 
     def score(self, requests, with_token_logprobs=False):
         return self._timed("score", self.client.score, requests)

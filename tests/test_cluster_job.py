@@ -157,6 +157,7 @@ def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert rounds and all(0 <= r["scorer_busy_fraction"] <= 1.0 + 1e-6 for r in rounds)
     assert all(0 < r["scoring_tokens_computed"] <= r["scoring_tokens"] for r in rounds)
+    assert all(r["scoring_batches"] >= 1 and r["scorer_prep_us_per_row"] > 0 for r in rounds)
     check_evaluation_and_report(out)
 
 

@@ -7,7 +7,7 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from pmpo_ray.engines.dispatcher import ReplicaDispatcher
-from pmpo_ray.engines.ray_data_client import batch_rows_for, check_free_cpu, pool_down_message
+from pmpo_ray.engines.ray_data_client import check_free_cpu, pool_down_message
 
 
 class ScriptedActor:
@@ -130,9 +130,3 @@ def test_no_free_cpu_is_refused():
     check_free_cpu(1.0)
     with pytest.raises(ValueError, match="leave 0.5 CPU free"):
         check_free_cpu(0.5)
-
-
-def test_small_tables_are_cut_so_every_replica_gets_work():
-    assert batch_rows_for(96, 2, 64) == 24  # four batches for two replicas, not 64 + 32
-    assert batch_rows_for(10_000, 4, 64) == 64  # big tables keep the configured size
-    assert batch_rows_for(3, 8, 64) == 1

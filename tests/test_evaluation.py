@@ -64,7 +64,7 @@ def task_run_dir(tmp_path):
 def test_single_task_run_evaluates_every_prompt(task_run_dir):
     engine = FakeEngine(answers_yes_when_careful)
     folder = read_run_folder(task_run_dir)
-    [result] = evaluate_run(folder, scorer=engine, generator=engine).values()
+    [result] = evaluate_run(folder, engines=engine).values()
 
     heldout = load_task(folder.tasks[0].config.task).test[:10]
     rows = {row["name"]: row for row in result["prompts"]}
@@ -126,7 +126,7 @@ def test_suite_tasks_each_take_one_scoring_and_one_generation_call(tmp_path, sou
         folder = read_run_folder(out)
     else:
         folder = run_folder_from_results(out, results, jobs)
-    results = evaluate_run(folder, scorer=engine, generator=engine)
+    results = evaluate_run(folder, engines=engine)
     assert len(engine.score_calls) == 2  # task by task, so a failure keeps finished tasks
     assert engine.generate_calls == [3 * 6]  # navigate only: preference pairs are not generated
     pairs = {row["name"]: row for row in results["pairs"]["prompts"]}

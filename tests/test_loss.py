@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pyarrow as pa
 import pytest
@@ -188,3 +189,54 @@ def test_auto_objective_per_format_and_distractor_objectives_need_distractors():
     for objective in ("preference", "ce_plus_preference"):
         with pytest.raises(ValueError, match=f"the {objective} objective needs rejected"):
             resolve_objective(objective, "supervised")
+
+
+def reference_losses(rows, objective, reduction, beta):
+    """The per-row definition the array version must equal bit for bit."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["candidate_id"], {}).setdefault(row["example_id"], []).append(row)
+    out = {}
+    for candidate_id, examples in groups.items():
+        for example_id, pair in examples.items():
+            [reference] = [r for r in pair if r["weight"] > 0]
+            ce = example_ce(reference["logprob_sum"], reference["n_tokens"], reduction)
+            rejected = [r["logprob_sum"] for r in pair if r["weight"] < 0]
+            loss = ce
+            if objective != "ce":
+                loss = preference_loss(reference["logprob_sum"], rejected, beta)
+                loss = loss + ce if objective == "ce_plus_preference" else loss
+            out.setdefault(candidate_id, {})[example_id] = loss
+    return out
+
+
+@pytest.mark.parametrize("objective", ["ce", "preference", "ce_plus_preference"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_array_losses_equal_the_per_row_definition_exactly(objective, reduction):
+    """Interleaved candidates and examples, several rejected rows per pair: same floats, same
+    key order (the optimizer's results must not change with the implementation)."""
+    rng = random.Random(7)
+    rows = []
+    for round_ in range(3):
+        for example in rng.sample(range(12), 12):
+            for candidate in rng.sample(range(5), 5):
+                if round_:  # later rounds add only rejected rows
+                    weights = [-1.0]
+                else:
+                    weights = [1.0, -1.0] if rng.random() < 0.5 else [-1.0, 1.0]
+                for weight in weights:
+                    rows.append(
+                        {
+                            "candidate_id": f"c{candidate}",
+                            "example_id": f"e{example}",
+                            "weight": weight,
+                            "logprob_sum": -rng.uniform(0.01, 40.0),
+                            "n_tokens": rng.randint(1, 30),
+                        }
+                    )
+    table = pa.Table.from_pylist(rows)
+    got = example_losses(table, objective=objective, reduction=reduction, beta=0.7)
+    want = reference_losses(rows, objective, reduction, 0.7)
+    assert got == want
+    assert list(got) == list(want)
+    assert all(list(got[c]) == list(want[c]) for c in want)

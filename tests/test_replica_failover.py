@@ -131,7 +131,7 @@ def test_a_batch_that_kills_every_replica_it_meets_is_named_not_retried_forever(
     from pmpo_ray.cli import error_line
     from tests.fakes import PoisonedFakeReplica
 
-    replicas = ReplicaConfig(num_replicas=2, num_cpus=0.25, batch_rows=64, restart_timeout_s=60)
+    replicas = ReplicaConfig(num_replicas=2, num_cpus=0.25, batch_rows=2, restart_timeout_s=60)
     pool = ReplicaPool.start(VllmConfig(), replicas, replica_class=PoisonedFakeReplica)
     client = RayDataClient(pool)
     try:

@@ -54,8 +54,8 @@ def make_suite(out: Path, tasks) -> Path:
         TaskRun(task, job.optimizer, engine.count_tokens, job.prompt_format)
         for task, job in zip(tasks, jobs)
     ]
-    checkpoints = SuiteCheckpoints(runs, out)  # writes rounds.jsonl
-    results = run_rounds(runs, generator=engine, scorer=engine, on_round=checkpoints.on_round)
+    with SuiteCheckpoints(runs, out) as checkpoints:  # writes rounds.jsonl
+        results = run_rounds(runs, generator=engine, scorer=engine, on_round=checkpoints.on_round)
     write_suite_tasks(out, results, jobs)
     write_suite_summary(out, {"name": "test"}, results)
     return out

@@ -58,7 +58,7 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
 
     out = tmp_path / "suite"
     first = SuiteCheckpoints(make_runs(), out)
-    with pytest.raises(Crash):
+    with pytest.raises(Crash), first:  # leaving `first` puts the finished rounds on disk
         run_rounds(first.runs, generator=engine, scorer=engine, on_round=crash_after(first, 2))
 
     runs = make_runs()
@@ -66,13 +66,14 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
     assert manager.resume() == 2
     assert len(runs[0].history) == len(first.runs[0].history) >= 1
     counted = []
-    results = run_rounds(
-        runs,
-        generator=engine,
-        scorer=engine,
-        on_round=lambda i, r, s: counted.append(i) or manager.on_round(i, r, s),
-        rounds_done=2,
-    )
+    with manager:
+        results = run_rounds(
+            runs,
+            generator=engine,
+            scorer=engine,
+            on_round=lambda i, r, s: counted.append(i) or manager.on_round(i, r, s),
+            rounds_done=2,
+        )
     assert counted[0] == 3  # round numbering goes on; round files are never overwritten
     assert [comparable(r) for r in results] == [comparable(r) for r in expected]
     rounds = [json.loads(line)["round"] for line in (out / "rounds.jsonl").read_text().splitlines()]
@@ -82,7 +83,7 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
 def test_resume_refuses_a_different_suite(tmp_path):
     engine = FakeEngine(scripted_rewrites)
     first = SuiteCheckpoints(make_runs(), tmp_path)
-    with pytest.raises(Crash):
+    with pytest.raises(Crash), first:
         run_rounds(first.runs, generator=engine, scorer=engine, on_round=crash_after(first, 1))
     other = SuiteCheckpoints(make_runs()[:1], tmp_path)
     with pytest.raises(ValueError, match="checkpoint holds tasks"):

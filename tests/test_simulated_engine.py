@@ -2,6 +2,7 @@
 optimizer's parsers accept, calls that last as the cost model says, and a suite on Ray that
 runs the same twice."""
 
+import json
 import subprocess
 import sys
 import time
@@ -181,6 +182,13 @@ def test_a_suite_on_simulated_replicas_runs_the_same_twice(local_ray, tmp_path):
     assert all(a.method == "model" for record in history for a in record.analyses)
     scored_rewrites = [c for record in history for c in record.candidates if c.parent_id]
     assert len(scored_rewrites) >= len(history)  # rewrites pass vetting and get scored
+    # Each round's line says how its jobs were cut and what replicas spent outside engines.
+    rounds = [json.loads(line) for line in (tmp_path / "run0" / "rounds.jsonl").open()]
+    assert all(line["scoring_batches"] >= 1 and line["generation_batches"] >= 1 for line in rounds)
+    assert all(line["scorer_prep_us_per_row"] > 0 for line in rounds)
+    # (figures are what the pool did between two round ends: with two cohorts a line may
+    # hold no generation job of its own)
+    assert any(line.get("rewriter_generation_prep_us_per_row", 0) > 0 for line in rounds)
 
 
 def summary(result) -> tuple:

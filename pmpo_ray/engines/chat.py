@@ -8,15 +8,30 @@ its own format. Requests carry `prompt` (the instruction), `role` and `input`, p
 Roles: "system" puts the prompt in its own system message; "user" prepends it to the user
 message; "raw" uses no template at all (prompt and input joined as they are), for base models
 and tests that need exact text.
+
+A table's rows share a few (prompt, role, prefill) combinations over many inputs, so the
+template is rendered once per combination, around a sentinel input: the text before the
+sentinel (head) and after it (tail) frame every row's input. That is exact only when the
+template copies the content verbatim; a template that strips, escapes or tests the content
+is caught by rendering a probe and the combination's first input both ways, and its rows are
+rendered one by one as before.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from pmpo_ray.requests import CHAT_COLUMNS, check_columns
 
 ROLES = ("system", "user", "raw")
+# Private-use characters: no template adds them and no prompt is expected to hold them (one
+# that does renders its rows one by one: the sentinel must occur exactly once).
+SENTINEL = "\ue000pmpo-input\ue001"
+# What a template that does not copy content verbatim would change: edge whitespace (trim),
+# markup and quotes (escape), braces and backslashes (a second templating pass).
+PROBE = " \n\t<b>&amp;'\"{{ x }}{% y %}\\ probe\n "
 
 
 def render_context(tokenizer, prompt: str, user_input: str, role: str) -> str:
@@ -38,8 +53,39 @@ def render_context(tokenizer, prompt: str, user_input: str, role: str) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def render_rows(table: pa.Table, tokenizer, what: str) -> list[str]:
-    """Every row's context (plus its prefill, where the table has one), in row order."""
+@dataclass(frozen=True)
+class RenderedRows:
+    """Every row's context as `heads[i] + inputs[i] + tails[i]` (the tail ends with the
+    row's prefill). Rows of one (prompt, role, prefill) share the same head and tail strings,
+    rendered once; a row rendered on its own (see the module's docstring) has its whole
+    context as its head, with an empty input and tail."""
+
+    heads: tuple[str, ...]
+    inputs: tuple[str, ...]
+    tails: tuple[str, ...]
+
+    def contexts(self) -> list[str]:
+        return [h + i + t for h, i, t in zip(self.heads, self.inputs, self.tails)]
+
+
+def template_frame(tokenizer, prompt: str, role: str, user_input: str) -> tuple[str, str] | None:
+    """(head, tail) with render_context(prompt, x, role) == head + x + tail for every input
+    x, or None when the template does not pass `user_input` and a probe through verbatim."""
+    if role == "raw":
+        return prompt, ""
+    rendered = render_context(tokenizer, prompt, SENTINEL, role)
+    if rendered.count(SENTINEL) != 1:
+        return None
+    head, _, tail = rendered.partition(SENTINEL)
+    for probe in (PROBE, user_input):
+        if render_context(tokenizer, prompt, probe, role) != head + probe + tail:
+            return None
+    return head, tail
+
+
+def render_table(table: pa.Table, tokenizer, what: str) -> RenderedRows:
+    """Every row's context (plus its prefill, where the table has one), the template rendered
+    once per (prompt, role, prefill) wherever that is exact."""
     check_columns(table, ("request_id", *CHAT_COLUMNS), what)
     columns = [table.column(name).to_pylist() for name in CHAT_COLUMNS]
     prefills = (
@@ -47,9 +93,28 @@ def render_rows(table: pa.Table, tokenizer, what: str) -> list[str]:
         if "prefill" in table.column_names
         else [""] * table.num_rows
     )
-    contexts = []
+    frames: dict[tuple[str, str, str], tuple[str, str] | None] = {}  # for this table only
+    heads, inputs, tails = [], [], []
     for row, (prompt, role, user_input) in enumerate(zip(*columns)):
         if prompt is None or user_input is None:
             raise ValueError(f"{what}: row {row} has a null prompt or input")
-        contexts.append(render_context(tokenizer, prompt, user_input, role) + (prefills[row] or ""))
-    return contexts
+        prefill = prefills[row] or ""
+        key = (prompt, role, prefill)
+        if key not in frames and user_input:
+            frames[key] = template_frame(tokenizer, prompt, role, user_input)
+        # An empty input is rendered on its own: a template may test for empty content.
+        frame = frames.get(key) if user_input else None
+        if frame is None:
+            heads.append(render_context(tokenizer, prompt, user_input, role) + prefill)
+            inputs.append("")
+            tails.append("")
+        else:
+            heads.append(frame[0])
+            inputs.append(user_input)
+            tails.append(frame[1] + prefill)
+    return RenderedRows(tuple(heads), tuple(inputs), tuple(tails))
+
+
+def render_rows(table: pa.Table, tokenizer, what: str) -> list[str]:
+    """Every row's context (plus its prefill, where the table has one), in row order."""
+    return render_table(table, tokenizer, what).contexts()

@@ -28,14 +28,17 @@ class EngineClient(Protocol):
         """SCORE_REQUEST_SCHEMA rows in; the same rows plus logprob_sum, n_tokens, is_greedy,
         n_input_tokens out, in request order."""
 
-    def generate(self, requests: pa.Table) -> pa.Table:
-        """GENERATE_REQUEST_SCHEMA rows in, GENERATE_RESULT_SCHEMA rows out (n per request)."""
+    def generate(self, requests: pa.Table, pool: str = "rewriter") -> pa.Table:
+        """GENERATE_REQUEST_SCHEMA rows in, GENERATE_RESULT_SCHEMA rows out (n per request).
+        `pool` says whose model writes: "rewriter" (rewrites and segmentations; the scorer
+        when no rewriter is configured) or "scorer" (held-out answers: the optimized model)."""
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Each text's length in the scorer model's tokens."""
 
     def stats(self) -> dict[str, dict]:
-        """Per pool name ("scorer", "rewriter"): replicas, calls, rows, tokens, busy_seconds."""
+        """Per pool name ("scorer", "rewriter"): replicas, jobs, batches, calls, rows, tokens,
+        busy_seconds (inside engines), prep_cpu_seconds (replica CPU outside them)."""
 
     def close(self) -> None:
         """Release the engines (and replica actors) this client holds."""

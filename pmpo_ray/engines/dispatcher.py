@@ -23,10 +23,13 @@ REASON_CHARS = 200  # of a replica's failure, as kept in the pool's health
 class ReplicaWork:
     """Work one replica did: what the busy fraction of a pool is computed from."""
 
-    calls: int = 0
+    calls: int = 0  # batches (a replica call is one batch of a job)
     rows: int = 0
     tokens: int = 0
-    busy_seconds: float = 0.0
+    busy_seconds: float = 0.0  # inside the engine
+    # CPU the replica spent outside the engine on these calls (rendering, tokenizing, checks),
+    # overlapped with another batch's engine work when two are in flight
+    prep_cpu_seconds: float = 0.0
 
     def record(self, started: float, rows: int, tokens: int) -> None:
         """One call that began at `started` (perf_counter) and just returned."""
@@ -43,6 +46,7 @@ class ReplicaWork:
         self.rows += call.rows
         self.tokens += call.tokens
         self.busy_seconds += call.busy_seconds
+        self.prep_cpu_seconds += call.prep_cpu_seconds
 
 
 class ReplicaDispatcher:
@@ -66,6 +70,8 @@ class ReplicaDispatcher:
         self.in_flight = [0] * len(actors)
         self.served = [0] * len(actors)
         self.work = [ReplicaWork() for _ in actors]
+        # Per method ("score", "generate"): what batching reads to size batches by seconds.
+        self.work_by_method: dict[str, ReplicaWork] = {}
         self.failures = 0  # calls lost to a dying replica (each was sent again elsewhere)
         # Per job, the first error a replica raised in it, as (type, message, where): Ray
         # Data passes only the text of a task's error to the driver, not the error. Keyed by
@@ -90,11 +96,19 @@ class ReplicaDispatcher:
                 return None
             await self._wait_for_change()
 
-    def release(self, index: int, work: dict | None = None) -> None:
+    def release(self, index: int, work: dict | None = None, method: str = "") -> None:
         """The batch lent with `index` returned; `work` is what it cost (None: it failed)."""
         self.in_flight[index] -= 1
         if work is not None:
             self.work[index].add(ReplicaWork(**work))
+            self.work_by_method.setdefault(method, ReplicaWork()).add(ReplicaWork(**work))
+
+    def batching_inputs(self, method: str) -> tuple[int, float | None]:
+        """What sizing a job's batches needs, in one call: live replicas, and the engine
+        seconds per row of `method` so far in this pool (None before any)."""
+        work = self.work_by_method.get(method)
+        per_row = work.busy_seconds / work.rows if work is not None and work.rows else None
+        return len(self.live_indices()), per_row
 
     def report_failure(self, index: int, reason: str) -> None:
         """A call to replica `index` failed because its process died: out of rotation until
@@ -131,6 +145,10 @@ class ReplicaDispatcher:
 
     def work_done(self) -> list[dict]:
         return [work.as_dict() for work in self.work]
+
+    def work_by_method_done(self) -> dict[str, dict]:
+        """The pool's work summed per method ("score", "generate")."""
+        return {method: work.as_dict() for method, work in self.work_by_method.items()}
 
     def served_counts(self) -> list[int]:
         return list(self.served)

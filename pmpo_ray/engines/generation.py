@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import pyarrow as pa
 
-from pmpo_ray.engines.chat import render_rows
+from pmpo_ray.engines.batch_tokenization import encode_rows
+from pmpo_ray.engines.chat import render_table
 from pmpo_ray.engines.scoring import describe_row
 from pmpo_ray.engines.tokenization import RequestTooLongError
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA, REQUIRED_GENERATE_COLUMNS, check_columns
@@ -18,9 +20,12 @@ def prompt_token_ids(requests: pa.Table, tokenizer, max_len: int) -> list[list[i
     """Render and tokenize every request up front; a prompt that leaves no room to answer is
     an error."""
     check_columns(requests, REQUIRED_GENERATE_COLUMNS, "generate requests")
+    rendered = render_table(requests, tokenizer, "generate requests")
+    rows = range(requests.num_rows)
+    encodings = encode_rows(tokenizer, rendered, [""] * len(rows), [None] * len(rows), rows)
     token_ids = []
-    for row, context in enumerate(render_rows(requests, tokenizer, "generate requests")):
-        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    for row in rows:
+        ids = list(encodings[row].token_ids)
         if len(ids) >= max_len:
             raise RequestTooLongError(
                 f"{describe_row(requests, row)}: prompt is {len(ids)} tokens, "
@@ -29,6 +34,19 @@ def prompt_token_ids(requests: pa.Table, tokenizer, max_len: int) -> list[list[i
             )
         token_ids.append(ids)
     return token_ids
+
+
+@dataclass(frozen=True)
+class PreparedGeneration:
+    """A generation call with its prompts rendered, tokenized and checked against the window,
+    for a backend's `run`."""
+
+    table: pa.Table
+    token_ids: tuple[list[int], ...]
+
+
+def prepare_generation(requests: pa.Table, tokenizer, max_len: int) -> PreparedGeneration:
+    return PreparedGeneration(requests, tuple(prompt_token_ids(requests, tokenizer, max_len)))
 
 
 def generation_rows(

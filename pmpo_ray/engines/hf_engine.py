@@ -16,10 +16,16 @@ import pyarrow as pa
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
-from pmpo_ray.engines.generation import Sample, generation_rows, prompt_token_ids
+from pmpo_ray.engines.generation import PreparedGeneration, Sample, generation_rows
 from pmpo_ray.engines.models import resolve_model_path
 from pmpo_ray.engines.prefix_sharing import prefix_groups
-from pmpo_ray.engines.scoring import TokenScores, long_first_batches, score_table
+from pmpo_ray.engines.prepared_calls import prepare_call
+from pmpo_ray.engines.scoring import (
+    PreparedScoring,
+    TokenScores,
+    long_first_batches,
+    run_scoring,
+)
 from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
 
 # Shorter shared prefixes are not worth a separate pass and a cache copy.
@@ -67,17 +73,29 @@ class HfEngine:
     ) -> pa.Table:
         """Score every row; `share_prefixes` (default: the config's prefix_sharing) says
         whether a prefix shared by several rows is computed once."""
-        share = self.config.prefix_sharing if share_prefixes is None else share_prefixes
-        return score_table(
-            requests,
-            tokenizer=self.tokenizer,
-            token_scorer=partial(self._token_scores, share=share),
-            max_len=self.config.model.max_model_len,
-            max_batch_tokens=self.config.max_batch_tokens,
-            truncate_left=self.prompt_format.truncate_left,
-            with_token_logprobs=with_token_logprobs,
-            share_prefixes=share,
+        return self.run(
+            self.prepare("score", requests, with_token_logprobs, share_prefixes=share_prefixes)
         )
+
+    def generate(self, requests: pa.Table) -> pa.Table:
+        return self.run(self.prepare("generate", requests))
+
+    def prepare(self, method: str, requests: pa.Table, *args, **kwargs):
+        """A call's CPU work, no model needed (prepared_calls.py)."""
+        return prepare_call(self, method, requests, *args, **kwargs)
+
+    def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
+        if isinstance(prepared, PreparedScoring):
+            return run_scoring(
+                prepared,
+                token_scorer=partial(self._token_scores, share=prepared.share_prefixes),
+                max_batch_tokens=self.config.max_batch_tokens,
+            )
+        samples = [
+            self._sample(ids, row)
+            for ids, row in zip(prepared.token_ids, prepared.table.to_pylist())
+        ]
+        return generation_rows(prepared.table, samples, prepared.token_ids)
 
     def _token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
         if not share:
@@ -156,11 +174,6 @@ class HfEngine:
                 )
             )
         return results
-
-    def generate(self, requests: pa.Table) -> pa.Table:
-        token_ids = prompt_token_ids(requests, self.tokenizer, self.config.model.max_model_len)
-        samples = [self._sample(ids, row) for ids, row in zip(token_ids, requests.to_pylist())]
-        return generation_rows(requests, samples, token_ids)
 
     def _sample(self, ids: list[int], row: dict) -> list[Sample]:
         import torch

@@ -15,8 +15,9 @@ from pmpo_ray.engines.dispatcher import ReplicaWork
 
 
 class InProcessClient:
-    """`score`/`count_tokens` go to the scorer engine, `generate` to the rewriter (the scorer
-    when there is none). The client owns its engines: `close` stops them."""
+    """`score`/`count_tokens` go to the scorer engine, `generate` to the engine its caller
+    names: the rewriter (the scorer when there is none) or the scorer (held-out answers). The
+    client owns its engines: `close` stops them."""
 
     def __init__(self, scorer, rewriter=None):
         self.engines = {"scorer": scorer}
@@ -27,15 +28,23 @@ class InProcessClient:
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return self._call("scorer", "score", requests, with_token_logprobs)
 
-    def generate(self, requests: pa.Table) -> pa.Table:
-        name = "rewriter" if "rewriter" in self.engines else "scorer"
-        return self._call(name, "generate", requests)
+    def generate(self, requests: pa.Table, pool: str = "rewriter") -> pa.Table:
+        if pool not in ("rewriter", "scorer"):
+            raise ValueError(f"generate: pool must be 'rewriter' or 'scorer'; got {pool!r}")
+        return self._call(pool if pool in self.engines else "scorer", "generate", requests)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.engines["scorer"].count_tokens(texts)
 
     def stats(self) -> dict[str, dict]:
-        return {name: {"replicas": 1, **self.totals[name].as_dict()} for name in self.engines}
+        # In process a job is one call, one batch.
+        return {
+            name: {"replicas": 1, "jobs": work.calls, "batches": work.calls, **work.as_dict()}
+            for name, work in self.totals.items()
+        }
+
+    def last_job_batches(self) -> int:
+        return 1  # in process, a job is one call
 
     def close(self) -> None:
         for engine in self.engines.values():

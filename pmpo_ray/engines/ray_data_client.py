@@ -1,25 +1,37 @@
 """The engine client over Ray: each call is a Ray Data job over a pool of long-lived replicas.
 
-Each `score` or `generate` call is one Ray Data job: the table becomes a dataset whose batches
-go to lightweight map tasks (no CPU reserved); each task borrows the least busy live replica
-from the pool's dispatcher (engines/dispatcher.py) and runs its batch there; if that replica's
-process dies, the batch runs again on another. Engines never start here; they live in the pool
-for the whole job. Results are sorted back into request order and checked: every request
-answered, exactly once, in order.
+Each `score` or `generate` call is one Ray Data job: the table is cut into batches sized by
+work (engines/row_chunks.py: large first, shrinking towards the end, capped by the engine
+seconds one may hold), each batch one block, each block one lightweight map task (no CPU
+reserved) that borrows the least busy live replica from the pool's dispatcher
+(engines/dispatcher.py) and runs its batch there; if that replica's process dies, the batch
+runs again on another. Engines never start here; they live in the pool for the whole job.
+Replicas send back request ids and result columns only; the driver puts the parts in batch
+order, checks with whole arrays that every request was answered exactly once, in order, and
+joins the result columns to the request table it kept.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pmpo_ray.engines.dispatcher import REASON_CHARS
 from pmpo_ray.engines.replicas import TOKENS_GROUP, ReplicaPool
-from pmpo_ray.engines.row_chunks import reassemble, split_rows
+from pmpo_ray.engines.row_chunks import (
+    IN_FLIGHT_PER_REPLICA,
+    check_answered,
+    fixed_batches,
+    in_batch_order,
+    join_scores,
+    plan_batches,
+    split_rows,
+)
 from pmpo_ray.errors import USER_ERROR_NAMES, PoolDownError, ReplicaError, first_line, root_cause
 
 
@@ -63,7 +75,7 @@ def call_with_failover(
             raise
         finally:
             if index is not None:
-                dispatcher.release.remote(index, work)
+                dispatcher.release.remote(index, work, method)
     message = (
         f"{method} of {describe_args(args)} in the {pool_name} pool: {max_deaths} replicas died "
         "running it (too big for a replica's memory?)"
@@ -125,10 +137,12 @@ def pool_down_message(pool_name: str, health: dict) -> str:
 
 
 class RayDataClient:
-    """`score` and `generate` as Ray Data jobs over replica pools; counts the jobs it ran.
+    """`score` and `generate` as Ray Data jobs over replica pools; counts jobs and batches.
 
-    Scoring goes to the scorer pool, generation to the rewriter pool (the scorer pool when
-    there is none). The client owns its pools: `close` stops them.
+    Scoring goes to the scorer pool. Generation goes to the pool its caller names: rewrites to
+    the rewriter pool (the scorer pool when there is none), held-out answers to the scorer
+    pool, since evaluation grades the model being optimized. The client owns its pools:
+    `close` stops them.
     """
 
     def __init__(self, scorer: ReplicaPool, rewriter: ReplicaPool | None = None):
@@ -138,7 +152,9 @@ class RayDataClient:
         if rewriter is not None and rewriter is not scorer:
             self.pools["rewriter"] = rewriter
         self.jobs = 0
+        self.job_counts = {name: Counter() for name in self.pools}  # "jobs", "batches"
         self._jobs_lock = threading.Lock()
+        self._this_thread = threading.local()  # what the calling thread's last job did
         # A generation job and a scoring job may run at once (pmpo/rounds.py overlaps them):
         # each is its own Ray Data execution, and replica errors are recorded per job.
         self.concurrent_jobs = True
@@ -148,35 +164,61 @@ class RayDataClient:
         check_free_cpu(ray.cluster_resources().get("CPU", 0.0) - reserved)
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
-        return self._job("scorer", "score", requests, (with_token_logprobs,))
+        result = self._job("scorer", "score", requests, (with_token_logprobs,))
+        return join_scores(requests, result)
 
-    def generate(self, requests: pa.Table) -> pa.Table:
-        return self._job(self._generator_pool(), "generate", requests, ())
+    def generate(self, requests: pa.Table, pool: str = "rewriter") -> pa.Table:
+        """`pool`: "rewriter" (rewrites, segmentations) or "scorer" (held-out answers)."""
+        result = self._job(self._generation_pool(pool), "generate", requests, ())
+        check_answered(requests, result, samples=requests.column("n"))
+        return result
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Counted by a scorer replica: prompts are measured in the scorer model's tokens."""
+        """Counted by the scorer replicas (prompts are measured in the scorer model's tokens),
+        a large list spread over all of them at once."""
         pool = self.pools["scorer"]
-        return call_with_failover("scorer", pool.actors, pool.dispatcher, "count_tokens", texts)
+        parts = split_texts(list(texts), len(pool.actors))
+        if len(parts) <= 1:
+            return call_with_failover("scorer", pool.actors, pool.dispatcher, "count_tokens", texts)
+        with ThreadPoolExecutor(max_workers=len(parts)) as threads:
+            counted = threads.map(
+                lambda part: call_with_failover(
+                    "scorer", pool.actors, pool.dispatcher, "count_tokens", part
+                ),
+                parts,
+            )
+            return [count for part in counted for count in part]
 
     def stats(self) -> dict[str, dict]:
-        """Per pool: replicas, live replicas, and the calls, rows, tokens and busy seconds
-        they summed."""
+        """Per pool: replicas, live replicas, jobs, and the batches (calls), rows, tokens,
+        busy seconds and replica preparation CPU seconds they summed."""
         totals = {}
         for name, pool in self.pools.items():
             per_replica = pool.stats()
             totals[name] = {"replicas": len(pool.actors), "live": pool.health()["live"]}
-            for key in ("calls", "rows", "tokens", "busy_seconds"):
-                totals[name][key] = sum(stats[key] for stats in per_replica)
+            for key in ("calls", "rows", "tokens", "busy_seconds", "prep_cpu_seconds"):
+                totals[name][key] = sum(stats.get(key, 0) for stats in per_replica)
+            totals[name]["jobs"] = self.job_counts[name]["jobs"]
+            totals[name]["batches"] = self.job_counts[name]["batches"]
+            totals[name]["by_method"] = pool.stats_by_method()
         return totals
+
+    def last_job_batches(self) -> int | None:
+        """Batches of the last job this thread ran (jobs of two threads may overlap)."""
+        return getattr(self._this_thread, "batches", None)
 
     def close(self) -> None:
         for pool in self.pools.values():
             pool.shutdown()
 
-    def _generator_pool(self) -> str:
-        return "rewriter" if "rewriter" in self.pools else "scorer"
+    def _generation_pool(self, pool: str) -> str:
+        if pool not in ("rewriter", "scorer"):
+            raise ValueError(f"generate: pool must be 'rewriter' or 'scorer'; got {pool!r}")
+        return pool if pool in self.pools else "scorer"
 
     def _job(self, pool_name: str, method: str, requests: pa.Table, call_args: tuple) -> pa.Table:
+        """One Ray Data job: the table cut into work-sized batches, one block each, each block
+        one map task on a live replica; the lean result parts in request order."""
         import ray
         from ray.data import TaskPoolStrategy
 
@@ -184,13 +226,20 @@ class RayDataClient:
         with self._jobs_lock:
             self.jobs += 1
             job = f"{method}-{self.jobs}"
-        # One block per batch, so every map task has input from the start.
-        rows = batch_rows_for(requests.num_rows, len(pool.actors), pool.batch_rows)
-        blocks = split_rows(requests, rows)
-        # Tasks, not actors: Ray reuses idle worker processes for them, where a new actor pool
-        # per job cost seconds of start-up per round. Two batches in flight per replica keep
-        # each engine fed back to back.
-        dataset = ray.data.from_arrow(blocks).map_batches(
+        self._this_thread.batches = 0
+        if requests.num_rows == 0:
+            return requests.select(["request_id"])
+        # One chunk first: putting a slice of a table of many chunks (a table per task,
+        # concatenated) costs ~50 µs a row in Ray's serializer, against ~2 µs for one chunk.
+        contiguous = requests.combine_chunks()
+        batches = split_rows(contiguous, self._batch_sizes(pool, method, requests.num_rows))
+        self._this_thread.batches = len(batches)
+        with self._jobs_lock:
+            self.job_counts[pool_name].update(jobs=1, batches=len(batches))
+        # from_blocks: the driver knows each block's metadata, so no task per block reads it
+        # (from_arrow's did, and the job waited for all of them); a block is a batch, and
+        # batch_size=None hands each map task exactly one block.
+        dataset = ray.data.from_blocks(batches).map_batches(
             call_replica,
             fn_kwargs={
                 "pool_name": pool_name,
@@ -200,22 +249,45 @@ class RayDataClient:
                 "call_args": call_args,
                 "job": job,
             },
-            batch_size=rows,
+            batch_size=None,
             batch_format="pyarrow",
-            compute=TaskPoolStrategy(size=2 * len(pool.actors)),
+            # Tasks, not actors: Ray reuses idle worker processes for them, where a new actor
+            # pool per job cost seconds of start-up per round.
+            compute=TaskPoolStrategy(
+                size=min(len(batches), IN_FLIGHT_PER_REPLICA * len(pool.actors))
+            ),
             num_cpus=0,
         )
         try:
-            parts = [part for part in ray.get(dataset.to_arrow_refs()) if part.num_rows]
+            parts = ray.get(dataset.to_arrow_refs())
         except Exception as error:
             clean = job_error(pool, pool_name, job, error)
             if clean is error:
                 raise
             raise clean from error
+        parts = in_batch_order(batches, parts)
         if not parts:
-            return reassemble(requests, [])
-        result = pa.concat_tables(parts, promote_options="default")
-        return reassemble(requests, [in_request_order(result, requests)])
+            raise RuntimeError(f"{requests.num_rows} requests, no results")
+        return pa.concat_tables(parts, promote_options="default")
+
+    def _batch_sizes(self, pool: ReplicaPool, method: str, n_rows: int) -> list[int]:
+        """A fixed `batch_rows` when the pool sets one; else work-sized batches, capped by the
+        rows `max_batch_seconds` holds at the pool's measured engine seconds per row."""
+        import ray
+
+        batching = pool.batching
+        if batching.batch_rows is not None:
+            return fixed_batches(n_rows, batching.batch_rows)
+        live, per_row = ray.get(pool.dispatcher.batching_inputs.remote(method))
+        cap = int(batching.max_batch_seconds / per_row) if per_row else None
+        return plan_batches(n_rows, max(1, live), min_rows=batching.min_batch_rows, max_rows=cap)
+
+
+def split_texts(texts: list[str], parts: int, smallest: int = 256) -> list[list[str]]:
+    """`texts` in up to `parts` consecutive pieces of at least `smallest` texts (a call per
+    piece costs a round trip; a short list is one piece)."""
+    size = max(smallest, math.ceil(len(texts) / max(1, parts)))
+    return [texts[start : start + size] for start in range(0, len(texts), size)] or [texts]
 
 
 def job_error(pool: ReplicaPool, pool_name: str, job: str, error: Exception) -> Exception:
@@ -238,12 +310,6 @@ def job_error(pool: ReplicaPool, pool_name: str, job: str, error: Exception) -> 
     return ReplicaError(f"{kind} in {where}: {message}")
 
 
-def batch_rows_for(n_rows: int, n_replicas: int, most: int) -> int:
-    """Rows per batch: at most `most`, and small enough that a small table still gives every
-    replica two batches (a 96-row round in batches of 64 would leave one of two replicas idle)."""
-    return max(1, min(most, math.ceil(n_rows / (2 * n_replicas))))
-
-
 def check_free_cpu(free_cpus: float) -> None:
     """Ray Data runs small 1-CPU tasks of its own (from_arrow reads block metadata in one);
     if the replica pools reserve every CPU of the cluster, the first job would wait forever."""
@@ -252,14 +318,3 @@ def check_free_cpu(free_cpus: float) -> None:
             f"the replica pools leave {free_cpus:g} CPU free in the Ray cluster; Ray Data needs "
             "at least 1 for its own tasks: lower replicas.num_cpus or add a CPU to the cluster"
         )
-
-
-def in_request_order(result: pa.Table, requests: pa.Table) -> pa.Table:
-    """Ray Data may finish batches in any order: sort rows back to the requests' order
-    (and by sample index within a request)."""
-    position = pc.index_in(result.column("request_id"), value_set=requests.column("request_id"))
-    keyed = result.append_column("_position", position)
-    order = [("_position", "ascending")]
-    if "sample_index" in result.column_names:
-        order.append(("sample_index", "ascending"))
-    return result.take(pc.sort_indices(keyed, sort_keys=order))

@@ -15,11 +15,13 @@ import time
 from typing import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pmpo_ray.config import EngineSettings, PromptFormat, ReplicaConfig
 from pmpo_ray.engines.dispatcher import ReplicaDispatcher, ReplicaWork
 from pmpo_ray.engines.registry import build_engine
 from pmpo_ray.engines.replica_memory import replica_memory_reservation
+from pmpo_ray.requests import SCORE_RESULT_FIELDS, TOKEN_LOGPROBS_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,10 @@ class EngineReplica:
 
             torch.set_num_threads(cpu_threads)
         self.engine = build_engine(engine, prompt_format)
+        # Two batches may be here at once (see actor_options): one prepares (renders and
+        # tokenizes, CPU only) while the other runs on the engine, which takes one at a time.
+        self.engine_lock = threading.Lock()
+        self.prepare_lock = threading.Lock()  # one tokenizing batch at a time
         self.closing = threading.Event()  # a deliberate close is not a crash
         watch_engine_processes(self.closing)
 
@@ -54,18 +60,43 @@ class EngineReplica:
 
     def call(self, method: str, *args) -> tuple[object, dict | None]:
         """Run `score`, `generate` or `count_tokens`; return the result and the work it cost
-        (summed by the pool's dispatcher, which outlives this process)."""
-        started = time.perf_counter()
-        try:
-            result = getattr(self, method)(*args)
-        except Exception as error:
-            self._exit_if_engine_died(error)
-            raise
-        if not isinstance(result, pa.Table):
-            return result, None
-        work = ReplicaWork()
-        work.record(started, result.num_rows, sum(result.column("n_tokens").to_pylist()))
-        return result, work.as_dict()
+        (summed by the pool's dispatcher, which outlives this process). A table comes back
+        lean: request ids and result columns, never the request strings the driver holds."""
+        if method == "count_tokens":
+            return self.count_tokens(*args), None
+        cpu_started = time.thread_time()
+        with self.prepare_lock:
+            prepared = self._prepare(method, args)
+        prep_cpu = time.thread_time() - cpu_started
+        with self.engine_lock:
+            started = time.perf_counter()
+            try:
+                result = self._run(method, args, prepared)
+            except Exception as error:
+                self._exit_if_engine_died(error)
+                raise
+            busy = time.perf_counter() - started
+        cpu_started = time.thread_time()
+        lean = lean_result(result)
+        work = ReplicaWork(
+            calls=1,
+            rows=result.num_rows,
+            tokens=pc.sum(result.column("n_tokens")).as_py() or 0,
+            busy_seconds=busy,
+            prep_cpu_seconds=prep_cpu + time.thread_time() - cpu_started,
+        )
+        return lean, work.as_dict()
+
+    def _prepare(self, method: str, args: tuple):
+        """The backend's preparation of a batch (validation, rendering, tokenizing), or None
+        for a backend that does it inside its call."""
+        prepare = getattr(self.engine, "prepare", None)
+        return prepare(method, *args) if prepare is not None else None
+
+    def _run(self, method: str, args: tuple, prepared) -> pa.Table:
+        if prepared is not None:
+            return self.engine.run(prepared)
+        return getattr(self, method)(*args)
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
         return self.engine.score(requests, with_token_logprobs)
@@ -86,6 +117,15 @@ class EngineReplica:
         if engine_died is not None and engine_died(error):
             log.error("engine died (%s): ending this replica so that Ray restarts it", error)
             os._exit(1)
+
+
+def lean_result(result: pa.Table) -> pa.Table:
+    """A scoring result without the request columns the driver already holds (it joins the
+    result columns to its own table); a generation result is lean already."""
+    if "prompt" not in result.column_names:
+        return result
+    wanted = ["request_id", *(f.name for f in SCORE_RESULT_FIELDS), TOKEN_LOGPROBS_FIELD.name]
+    return result.select([name for name in wanted if name in result.column_names])
 
 
 def watch_engine_processes(closing: threading.Event, interval_s: float = 2.0) -> None:
@@ -151,7 +191,9 @@ def actor_options(engine: EngineSettings, replicas: ReplicaConfig) -> dict:
         "num_cpus": replicas.num_cpus,
         "num_gpus": replicas.num_gpus if gpus == 1 else 0,
         "runtime_env": {"env_vars": replica_env(engine, replicas)},
-        "max_concurrency": 1,  # one engine call at a time (count_tokens: see TOKENS_GROUP)
+        # Two batches at once: one prepares while the other holds the engine (EngineReplica's
+        # engine_lock keeps engine calls one at a time; count_tokens: see TOKENS_GROUP).
+        "max_concurrency": 2,
         # A dead replica is restarted (its engine reloaded); its lost batch is not retried on
         # it but sent to a live replica by the Ray Data client (ray_data_client.call_replica).
         "max_restarts": replicas.max_restarts,
@@ -181,7 +223,7 @@ class ReplicaPool:
         self,
         actors: list,
         *,
-        batch_rows: int = 64,
+        batching: ReplicaConfig | None = None,
         placement_groups: Sequence = (),
         reserved_cpus: float = 0.0,
         restart_timeout_s: float = 600.0,
@@ -193,7 +235,8 @@ class ReplicaPool:
         if not actors:
             raise ValueError("a replica pool needs at least one actor")
         self.actors = actors
-        self.batch_rows = batch_rows  # most rows one call to a replica carries
+        # How jobs are cut into batches: batch_rows, min_batch_rows, max_batch_seconds
+        self.batching = batching or ReplicaConfig()
         self.reserved_cpus = reserved_cpus  # what the replicas hold of the cluster's CPUs
         # Killing an actor does not free its placement group: the pool removes them itself.
         self.placement_groups = list(placement_groups)
@@ -239,7 +282,7 @@ class ReplicaPool:
         node_ids = ray.get([actor.node_id.remote() for actor in actors])
         return cls(
             actors,
-            batch_rows=replicas.batch_rows,
+            batching=replicas,
             placement_groups=groups,
             reserved_cpus=replicas.num_cpus * replicas.num_replicas,
             restart_timeout_s=replicas.restart_timeout_s,
@@ -252,6 +295,12 @@ class ReplicaPool:
         import ray
 
         return ray.get(self.dispatcher.work_done.remote())
+
+    def stats_by_method(self) -> dict[str, dict]:
+        """The pool's calls, rows, tokens, busy and preparation seconds per method."""
+        import ray
+
+        return ray.get(self.dispatcher.work_by_method_done.remote())
 
     def health(self) -> dict:
         """`replicas`, `live` (taking work now), and why the others are `restarting` or

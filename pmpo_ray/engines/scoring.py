@@ -2,19 +2,31 @@
 
 A backend only supplies `token_scores(batch) -> [TokenScores]` for the continuation tokens of
 each encoded request (and how many tokens it actually computed for it); everything that could
-silently lose or reorder a row lives here, once, and is tested without an engine.
+silently lose or reorder a row lives here, once, and is tested without an engine. A call is
+two halves: `prepare_scoring` (CPU: validate, render, tokenize, fit the window; every error
+that names a row) and `run_scoring` (the backend's batches), so a replica can prepare its
+next batch while the engine runs this one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from pmpo_ray.engines.chat import render_rows
+from pmpo_ray.engines.batch_tokenization import encode_rows
+from pmpo_ray.engines.chat import render_table
 from pmpo_ray.engines.prefix_sharing import prefix_ordered_batches
-from pmpo_ray.engines.tokenization import EncodedRequest, encode_pair, fit_to_window
+from pmpo_ray.engines.tokenization import (
+    EncodedRequest,
+    check_continuation,
+    fit_to_window,
+    scored_from,
+    split_request,
+)
 from pmpo_ray.requests import (
     REQUIRED_SCORE_COLUMNS,
     SCORE_RESULT_FIELDS,
@@ -50,19 +62,25 @@ def encode_table(
     table: pa.Table, tokenizer, max_len: int, truncate_left: bool
 ) -> list[EncodedRequest]:
     """Render and encode every row before any is scored, so a bad row fails the batch up
-    front."""
+    front: the first bad row in row order, named (as tokenization.encode_pair row by row
+    would, with all rows tokenized in one call)."""
     check_columns(table, REQUIRED_SCORE_COLUMNS, "score requests")
-    contexts = render_rows(table, tokenizer, "score requests")
+    rendered = render_table(table, tokenizer, "score requests")
     continuations = table.column("continuation").to_pylist()
+    splits = [scored_from(context) for context in rendered.contexts()]
+    usable = [row for row, text in enumerate(continuations) if text is not None and text.strip()]
+    encodings = encode_rows(tokenizer, rendered, continuations, splits, usable)
     encoded = []
-    for row, (context, continuation) in enumerate(zip(contexts, continuations)):
-        describe = describe_row(table, row)
-        if context is None or continuation is None:
-            raise ValueError(f"{describe}: context or continuation is null")
+    for row, continuation in enumerate(continuations):
+        describe = partial(describe_row, table, row)  # built only for an error
+        if continuation is None:
+            raise ValueError(f"{describe()}: context or continuation is null")
         try:
-            request = encode_pair(tokenizer, context, continuation, row)
+            check_continuation(continuation, row)
+            encoding = encodings[row]
+            request = split_request(row, encoding.token_ids, encoding.n_context)
         except ValueError as error:
-            raise type(error)(f"{describe}: {error}") from None
+            raise type(error)(f"{describe()}: {error}") from None
         encoded.append(fit_to_window(request, max_len, truncate_left, describe))
     return encoded
 
@@ -146,6 +164,41 @@ def attach_scores(
     return table
 
 
+@dataclass(frozen=True)
+class PreparedScoring:
+    """A scoring call with everything but the engine's work done: its rows validated,
+    rendered, tokenized and fitted to the window (`prepare_scoring`), for `run_scoring`."""
+
+    table: pa.Table
+    encoded: tuple[EncodedRequest, ...]
+    with_token_logprobs: bool
+    share_prefixes: bool
+
+
+def prepare_scoring(
+    table: pa.Table,
+    *,
+    tokenizer,
+    max_len: int,
+    truncate_left: bool = False,
+    with_token_logprobs: bool = False,
+    share_prefixes: bool = False,
+) -> PreparedScoring:
+    """Every error that names a row is raised here, before an engine is needed."""
+    encoded = encode_table(table, tokenizer, max_len, truncate_left)
+    return PreparedScoring(table, tuple(encoded), with_token_logprobs, share_prefixes)
+
+
+def run_scoring(
+    prepared: PreparedScoring, *, token_scorer: TokenScorer, max_batch_tokens: int
+) -> pa.Table:
+    """The engine's part: score the encoded rows in batches, attach the results."""
+    scores = score_encoded(
+        prepared.encoded, token_scorer, max_batch_tokens, prepared.share_prefixes
+    )
+    return attach_scores(prepared.table, prepared.encoded, scores, prepared.with_token_logprobs)
+
+
 def score_table(
     table: pa.Table,
     *,
@@ -157,9 +210,15 @@ def score_table(
     with_token_logprobs: bool = False,
     share_prefixes: bool = False,
 ) -> pa.Table:
-    encoded = encode_table(table, tokenizer, max_len, truncate_left)
-    scores = score_encoded(encoded, token_scorer, max_batch_tokens, share_prefixes)
-    return attach_scores(table, encoded, scores, with_token_logprobs)
+    prepared = prepare_scoring(
+        table,
+        tokenizer=tokenizer,
+        max_len=max_len,
+        truncate_left=truncate_left,
+        with_token_logprobs=with_token_logprobs,
+        share_prefixes=share_prefixes,
+    )
+    return run_scoring(prepared, token_scorer=token_scorer, max_batch_tokens=max_batch_tokens)
 
 
 def check_rows_fit(tables: Sequence[pa.Table], engine, prompt_format) -> None:
@@ -167,12 +226,12 @@ def check_rows_fit(tables: Sequence[pa.Table], engine, prompt_format) -> None:
     too-long row fails in seconds, in one line naming it, not inside a replica a minute
     later. An engine whose model is not on this machine (downloaded by the replicas) is
     checked there instead."""
-    from transformers import AutoTokenizer
+    if not getattr(engine, "loads_model", True):  # the simulated backend: words, no window
+        return
+    from transformers import AutoTokenizer  # heavy (imports torch): only when there is a model
 
     from pmpo_ray.engines.models import local_model_folder
 
-    if not getattr(engine, "loads_model", True):  # the simulated backend: words, no window
-        return
     folder = local_model_folder(engine.model)
     if folder is None:
         return

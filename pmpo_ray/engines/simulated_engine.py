@@ -7,14 +7,16 @@ per token read (a scoring row's computed tokens, a generation's prompt) plus
 `seconds_per_generated_token` per token written. So you can measure what the driver and Ray
 add to a suite's rounds on your own cluster, for your task count and pool sizes, before
 loading any model: round time minus the engines' modeled seconds is overhead
-(`python -m pipelines.bench_scale` does this). A call that did its bookkeeping faster than
+(`python -m pipelines.bench_scale --grid` does this). A call that did its bookkeeping faster than
 modeled sleeps the rest, so replicas are busy for the modeled time on any machine.
 
 Tokens are whitespace-separated words (a word's id is its CRC-32, the same in every replica),
 so nothing is downloaded and neither torch nor vLLM is imported. The chat template is a plain
 one of this file's own. Scoring and generation go through the same shared code as the real
-backends (`scoring.score_table`, `generation.prompt_token_ids` and `generation_rows`), so
-tables, window checks, batching and prefix sharing behave as theirs do.
+backends (`prepared_calls.prepare_call`, `scoring.run_scoring` and `generation_rows`), so
+tables, window checks, batching and prefix sharing behave as theirs do. Each call's modeled time
+starts when it runs: its preparation (`prepare`: rendering, tokenizing) is CPU work outside the
+engine, as on a real replica.
 
 Log-probabilities and texts depend on the request alone (never on the replica, the batch or
 the order; only computed-token counts depend on the batch, as with a real prefix cache), and
@@ -46,14 +48,16 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
-from pmpo_ray.engines.generation import Sample, generation_rows, prompt_token_ids
+from pmpo_ray.engines.generation import PreparedGeneration, Sample, generation_rows
 from pmpo_ray.engines.prefix_sharing import common_prefix
-from pmpo_ray.engines.scoring import TokenScores, score_table
+from pmpo_ray.engines.prepared_calls import prepare_call
+from pmpo_ray.engines.scoring import PreparedScoring, TokenScores, run_scoring
 from pmpo_ray.engines.tokenization import EncodedRequest
 from pmpo_ray.pmpo.masking import sentence_spans
 from pmpo_ray.pmpo.rewrite import META_PROMPTS
 
 _WORD = re.compile(r"\S+")
+_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
 # Mirrors masking.segmentation_request (tests/test_simulated_engine.py checks the round trip).
 _SEGMENTATION = re.compile(r"Wrap at most (\d+) parts.*\n###\n(.*)\n###\nOutput:\Z", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -94,13 +98,21 @@ class WordTokenizer:
     whitespace words; a word's id is its CRC-32, so every replica gives the same ids."""
 
     def __call__(self, text, add_special_tokens: bool = False, return_offsets_mapping=False):
-        if not isinstance(text, str):
-            return {"input_ids": [self(one)["input_ids"] for one in text]}
+        if not isinstance(text, str):  # a batch: each field becomes a list over the texts
+            encodings = [self(one, return_offsets_mapping=return_offsets_mapping) for one in text]
+            names = ["input_ids"] + ["offset_mapping"] * return_offsets_mapping
+            return {name: [encoding[name] for encoding in encodings] for name in names}
         words = list(_WORD.finditer(text))
         encoding = {"input_ids": [zlib.crc32(word.group().encode()) for word in words]}
         if return_offsets_mapping:
             encoding["offset_mapping"] = [word.span() for word in words]
         return encoding
+
+    def last_cut(self, text: str) -> tuple[int, str] | None:
+        """Where `text` can be cut last with its words unchanged: after its last whitespace
+        (engines/batch_tokenization.py tokenizes the pieces of a row apart)."""
+        match = _LAST_SPACE.search(text)
+        return None if match is None else (match.end(), "")
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True) -> str:
         text = "".join(f"<{message['role']}>\n{message['content']}\n" for message in messages)
@@ -131,26 +143,39 @@ class SimulatedEngine:
         *,
         share_prefixes: bool | None = None,
     ) -> pa.Table:
+        return self.run(
+            self.prepare("score", requests, with_token_logprobs, share_prefixes=share_prefixes)
+        )
+
+    def generate(self, requests: pa.Table) -> pa.Table:
+        return self.run(self.prepare("generate", requests))
+
+    def prepare(self, method: str, requests: pa.Table, *args, **kwargs):
+        """A call's CPU work (prepared_calls.py); the modeled time is taken by `run` alone, as
+        a real engine's time is its run's."""
+        return prepare_call(self, method, requests, *args, **kwargs)
+
+    def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
+        if isinstance(prepared, PreparedScoring):
+            return self._run_scoring(prepared)
+        return self._run_generation(prepared)
+
+    def _run_scoring(self, prepared: PreparedScoring) -> pa.Table:
         started = time.perf_counter()
-        share = self.config.prefix_sharing if share_prefixes is None else share_prefixes
-        scored = score_table(
-            requests,
-            tokenizer=self.tokenizer,
+        share = prepared.share_prefixes
+        scored = run_scoring(
+            prepared,
             token_scorer=lambda batch: simulated_scores(batch, share),
-            max_len=self.config.model.max_model_len,
             max_batch_tokens=self.config.max_batch_tokens,
-            truncate_left=self.prompt_format.truncate_left,
-            with_token_logprobs=with_token_logprobs,
-            share_prefixes=share,
         )
         read = pc.sum(scored.column("n_computed_tokens")).as_py() or 0
         self._take_modeled_time(started, read_tokens=read, generated_tokens=0)
         return scored
 
-    def generate(self, requests: pa.Table) -> pa.Table:
+    def _run_generation(self, prepared: PreparedGeneration) -> pa.Table:
         started = time.perf_counter()
+        requests, token_ids = prepared.table, prepared.token_ids
         max_len = self.config.model.max_model_len
-        token_ids = prompt_token_ids(requests, self.tokenizer, max_len)
         samples = [
             [simulated_sample(row, index, max_len - len(ids)) for index in range(row["n"])]
             for ids, row in zip(token_ids, requests.to_pylist())

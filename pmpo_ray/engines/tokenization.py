@@ -11,7 +11,7 @@ the template's structure, not part of the answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,14 @@ def continuation_start(offsets: Sequence[tuple[int, int]], context_chars: int) -
     return len(offsets)
 
 
-def encode_pair(tokenizer, context: str, continuation: str, row: int) -> EncodedRequest:
-    """Tokenize context+continuation once and split at the context's character length."""
-    context, continuation = move_boundary_whitespace(context, continuation)
+def check_continuation(continuation: str, row: int) -> None:
+    """An answer of only whitespace scores nothing: an error, not a zero."""
     if not continuation.strip():
         raise EmptyContinuationError(f"row {row}: the continuation (answer) is empty")
-    encoding = tokenizer(
-        context + continuation, add_special_tokens=False, return_offsets_mapping=True
-    )
-    token_ids = tuple(encoding["input_ids"])
-    n_context = continuation_start(encoding["offset_mapping"], len(context))
+
+
+def split_request(row: int, token_ids: tuple[int, ...], n_context: int) -> EncodedRequest:
+    """The request whose first `n_context` tokens are context; none of them is an error."""
     if n_context == 0:
         # The first token has no left context to be predicted from.
         raise EmptyContinuationError(
@@ -72,13 +70,36 @@ def encode_pair(tokenizer, context: str, continuation: str, row: int) -> Encoded
     return EncodedRequest(row=row, token_ids=token_ids, n_context=n_context)
 
 
+def scored_from(context: str) -> int:
+    """The character where the scored text begins: spaces ending the context move to the
+    continuation (move_boundary_whitespace)."""
+    return len(context.rstrip(" \t"))
+
+
+def encode_pair(tokenizer, context: str, continuation: str, row: int) -> EncodedRequest:
+    """Tokenize context+continuation once and split at the context's character length."""
+    context, continuation = move_boundary_whitespace(context, continuation)
+    check_continuation(continuation, row)
+    encoding = tokenizer(
+        context + continuation, add_special_tokens=False, return_offsets_mapping=True
+    )
+    n_context = continuation_start(encoding["offset_mapping"], len(context))
+    return split_request(row, tuple(encoding["input_ids"]), n_context)
+
+
 def fit_to_window(
-    request: EncodedRequest, max_len: int, truncate_left: bool, describe: str
+    request: EncodedRequest,
+    max_len: int,
+    truncate_left: bool,
+    describe: str | Callable[[], str],
 ) -> EncodedRequest:
-    """Enforce the model window: error by default, or drop context tokens from the left."""
+    """Enforce the model window: error by default, or drop context tokens from the left.
+    `describe` names the row in an error (a callable is called only then)."""
     excess = len(request.token_ids) - max_len
     if excess <= 0:
         return request
+    if callable(describe):
+        describe = describe()
     if not truncate_left:
         raise RequestTooLongError(
             f"{describe}: {len(request.token_ids)} tokens, {excess} over the model's window of "

@@ -18,10 +18,11 @@ import pyarrow as pa
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
-from pmpo_ray.engines.generation import generation_rows, prompt_token_ids
+from pmpo_ray.engines.generation import PreparedGeneration, generation_rows
 from pmpo_ray.engines.models import model_folder_if_here, resolve_model_path
+from pmpo_ray.engines.prepared_calls import prepare_call
 from pmpo_ray.engines.replica_memory import auto_kv_cache_gib
-from pmpo_ray.engines.scoring import TokenScores, score_table
+from pmpo_ray.engines.scoring import PreparedScoring, TokenScores, run_scoring
 from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
 
 log = logging.getLogger(__name__)
@@ -130,17 +131,25 @@ class VllmEngine:
     ) -> pa.Table:
         """Score every row; `share_prefixes` (default: the config's prefix_sharing) says
         whether a prefix shared by several rows is computed once."""
-        share = self.config.prefix_sharing if share_prefixes is None else share_prefixes
-        return score_table(
-            requests,
-            tokenizer=self.tokenizer,
-            token_scorer=partial(self._token_scores, share=share),
-            max_len=self.config.model.max_model_len,
-            max_batch_tokens=self.config.max_batch_tokens,
-            truncate_left=self.prompt_format.truncate_left,
-            with_token_logprobs=with_token_logprobs,
-            share_prefixes=share,
+        return self.run(
+            self.prepare("score", requests, with_token_logprobs, share_prefixes=share_prefixes)
         )
+
+    def generate(self, requests: pa.Table) -> pa.Table:
+        return self.run(self.prepare("generate", requests))
+
+    def prepare(self, method: str, requests: pa.Table, *args, **kwargs):
+        """A call's CPU work, no engine needed (prepared_calls.py)."""
+        return prepare_call(self, method, requests, *args, **kwargs)
+
+    def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
+        if isinstance(prepared, PreparedScoring):
+            return run_scoring(
+                prepared,
+                token_scorer=partial(self._token_scores, share=prepared.share_prefixes),
+                max_batch_tokens=self.config.max_batch_tokens,
+            )
+        return self._generate(prepared)
 
     def _token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
         if not share:
@@ -187,11 +196,11 @@ class VllmEngine:
             results.append(scores._replace(computed=len(request.token_ids) - cached))
         return results
 
-    def generate(self, requests: pa.Table) -> pa.Table:
+    def _generate(self, prepared: PreparedGeneration) -> pa.Table:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        token_ids = prompt_token_ids(requests, self.tokenizer, self.config.model.max_model_len)
+        requests, token_ids = prepared.table, prepared.token_ids
         prompts, params = [], []
         for ids, row in zip(token_ids, requests.to_pylist()):
             prompts.append(TokensPrompt(prompt_token_ids=ids))

@@ -12,6 +12,7 @@ the next call keeps every task already evaluated on the same basis (evaluation/r
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pyarrow as pa
 
@@ -61,9 +62,12 @@ def eval_task(folder: TaskFolder, config: EvaluationConfig) -> tuple[EvalTask, i
 
 
 def evaluate_run(
-    run: RunFolder, *, scorer, generator, config: EvaluationConfig | None = None
+    run: RunFolder, *, engines, config: EvaluationConfig | None = None
 ) -> dict[str, dict]:
-    """task id -> its evaluation.json content; writes the files into each task folder."""
+    """task id -> its evaluation.json content; writes the files into each task folder.
+    Everything is scored and answered by the scorer's model (`engines.generate(...,
+    pool="scorer")`): evaluation grades the model the prompts were optimized for, never a
+    separate rewriter."""
     config = config or run.evaluation
     loaded = [eval_task(folder, config) for folder in run.tasks]  # bad data fails first
     results = {}
@@ -80,8 +84,7 @@ def evaluate_run(
             n_train,
             role=run.prompt_format.role,
             config=config,
-            scorer=scorer,
-            generator=generator,
+            engines=engines,
         )
         evaluation[BASIS] = basis
         write_evaluation(folder.path, evaluation, predictions)
@@ -96,16 +99,15 @@ def evaluate_task(
     *,
     role: str,
     config: EvaluationConfig,
-    scorer,
-    generator,
+    engines,
 ) -> tuple[dict, pa.Table]:
     """One task's evaluation.json content and predictions table."""
     started = time.perf_counter()
     empty_scored = pa.table({"request_id": pa.array([], pa.int64())})
-    [scored] = run_stage([holdout_score_requests(task, role)], scorer.score, empty_scored)
+    [scored] = run_stage([holdout_score_requests(task, role)], engines.score, empty_scored)
     answers, keys = answer_requests(task, role, config)
     no_samples = GENERATE_RESULT_SCHEMA.empty_table()
-    [generated] = run_stage([answers], generator.generate, no_samples)
+    [generated] = run_stage([answers], scorer_answers(engines), no_samples)
     seconds = time.perf_counter() - started
     graded = grade_answers(task, keys, generated)
     rows = prompt_rows(task, score_metrics(task, scored), graded, seconds)
@@ -128,6 +130,11 @@ def evaluate_task(
         "seconds": seconds,
     }
     return evaluation, predictions_table(task, graded)
+
+
+def scorer_answers(engines):
+    """Generation by the scorer's model: held-out answers grade the optimized model."""
+    return partial(engines.generate, pool="scorer")
 
 
 def with_overrides(config: EvaluationConfig, **overrides) -> EvaluationConfig:

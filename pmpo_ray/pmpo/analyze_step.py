@@ -69,8 +69,9 @@ class AnalyzeStep:
         return Segmenting(tuple(rows), candidate_of)
 
     def take_generations(
-        self, state: RunState, plan: Segmenting, texts: dict[int, list[str]]
+        self, state: RunState, plan: Segmenting, texts: dict[int, list[str]], lengths=None
     ) -> Ablating:
+        """`lengths` is unused: segmentations are not measured in tokens."""
         # A request with no output gets None, which `masking.segment` answers with sentences.
         outputs = {plan.candidate_of[i]: texts.get(i, [None])[0] for i in plan.candidate_of}
         prompts = [(INITIAL_ID, self.task.initial_prompt)] if state.initial is None else []

@@ -7,15 +7,20 @@ versions and by people. NaN losses (prompts that could not be scored) stay float
 `json.dumps` writes as NaN and `json.loads` reads back.
 
 Checkpoints are incremental: after a run's first round only what a round changed is written
-(`changes`), and replaying a run's entries in order (`apply`) gives its snapshot back. Most
+(`entry_since`), and replaying a run's entries in order (`apply`) gives its snapshot back. Most
 fields are small and bounded (the population, the losses a later round reads), so a changed one
 is written whole; the fields that grow with every iteration only ever get entries added, so
 just the new entries are written, under "NAME+". A full snapshot is an entry too.
+
+What changed is found by identity, not by converting the whole state: every step returns a new
+state with `dataclasses.replace`, so a field a round left alone is the very object the last
+written state holds, and only the fields that are new objects are looked at (and converted).
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import get_type_hints
 
 from pydantic import TypeAdapter
 
@@ -30,6 +35,13 @@ STATE_FIELDS = tuple(f.name for f in fields(RunState))
 # history is a list appended to, lineage a dict of new keys, scored_texts a set (sorted list).
 GROWING = {"history": "list", "lineage": "dict", "scored_texts": "set"}
 ADDED = "+"  # "history+" holds the records added since the run's previous entry
+# One converter per field, so a changed field (or a growing one's new entries) is converted
+# alone, the same way as inside the whole state.
+FIELD_ADAPTERS = {
+    name: TypeAdapter(hint)
+    for name, hint in get_type_hints(RunState, include_extras=True).items()
+    if name in STATE_FIELDS
+}
 
 
 def snapshot(run: TaskRun) -> dict:
@@ -51,20 +63,37 @@ def restore(run: TaskRun, data: dict) -> None:
     run.state = RUN_STATE.validate_python({name: data[name] for name in STATE_FIELDS})
 
 
-def changes(before: dict | None, after: dict) -> dict:
-    """The entry that turns snapshot `before` (None: nothing written yet) into `after`: the
-    fields that differ, whole, and of each growing field only its new entries."""
-    if before is None:
-        return dict(after)
-    entry = {"task_id": after["task_id"]}
+def entry_since(written: RunState | None, state: RunState, task_id: str) -> dict:
+    """The entry that turns `written` (the state the checkpoints hold; None: nothing written
+    yet, so the whole state) into `state`: the fields that differ, whole, and of each growing
+    field only its new entries. A field that is the same object as in `written` is unchanged
+    and costs nothing; only the fields that are new objects are compared and converted."""
+    if written is None:
+        return {"task_id": task_id, **RUN_STATE.dump_python(state, mode="json")}
+    entry = {"task_id": task_id}
     for name in STATE_FIELDS:
+        before, after = getattr(written, name), getattr(state, name)
+        if after is before:
+            continue
         if name in GROWING:
-            added = new_entries(GROWING[name], before[name], after[name])
+            added = added_entries(GROWING[name], before, after, f"{task_id}.{name}")
             if added:
-                entry[name + ADDED] = added
-        elif before[name] != after[name]:
-            entry[name] = after[name]
+                entry[name + ADDED] = FIELD_ADAPTERS[name].dump_python(added, mode="json")
+        elif after != before:  # pruned() rebuilds dicts that mostly hold the same values
+            entry[name] = FIELD_ADAPTERS[name].dump_python(after, mode="json")
     return entry
+
+
+def added_entries(kind: str, before, after, where: str):
+    """What a growing field gained; `before` must be where it grew from, since `apply` can
+    only add entries (a history whose old records were replaced would resume wrongly)."""
+    if kind == "list":
+        if len(after) < len(before) or (before and after[len(before) - 1] is not before[-1]):
+            raise ValueError(f"{where}: records were replaced, not appended; cannot checkpoint")
+        return after[len(before) :]
+    if kind == "dict":
+        return {key: value for key, value in after.items() if key not in before}
+    return after - before
 
 
 def apply(state: dict | None, entry: dict) -> dict:
@@ -78,14 +107,6 @@ def apply(state: dict | None, entry: dict) -> dict:
         elif key == "task_id" or key in STATE_FIELDS:
             merged[key] = value
     return merged
-
-
-def new_entries(kind: str, before, after):
-    if kind == "list":
-        return after[len(before) :]
-    if kind == "dict":
-        return {key: value for key, value in after.items() if key not in before}
-    return sorted(set(after) - set(before))
 
 
 def grown(kind: str, before, added):

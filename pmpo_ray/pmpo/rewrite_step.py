@@ -8,7 +8,7 @@ record of what it asked for, which the next stage reads back; nothing is kept be
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from pmpo_ray.pmpo.config import OptimizerConfig
@@ -115,13 +115,21 @@ class RewriteStep:
         )
 
     def take_generations(
-        self, state: RunState, plan: Rewriting, texts: dict[int, list[str]]
+        self,
+        state: RunState,
+        plan: Rewriting,
+        texts: dict[int, list[str]],
+        lengths: Mapping[str, int] | None = None,
     ) -> Variants:
+        """`lengths`: the scorer-token length of every text `prompts_to_measure` lists, when
+        the driver counted them for many tasks at once; else counted here."""
         seen = set(state.scored_texts)
         variants, rejected, hard_case_of = [], [], {}
         by_id = {c.candidate_id: c for c in state.population}
         examples = {e.example_id: e for e in self.task.train}
-        lengths = self._prompt_lengths(texts)
+        if lengths is None:
+            distinct = self.prompts_to_measure(texts)
+            lengths = dict(zip(distinct, self.count_tokens(distinct))) if distinct else {}
         for request_id, (parent_id, example_id) in plan.asked.items():
             for output in texts.get(request_id, []):
                 vetted = vet_rewrite(
@@ -145,11 +153,11 @@ class RewriteStep:
                 hard_case_of[candidate_id] = example_id
         return Variants(plan.hard_cases, tuple(variants), hard_case_of, tuple(rejected))
 
-    def _prompt_lengths(self, texts: dict[int, list[str]]) -> dict[str, int]:
-        """Token counts of every extractable prompt in one engine call, not one per output."""
+    @staticmethod
+    def prompts_to_measure(texts: dict[int, list[str]]) -> list[str]:
+        """Every distinct prompt the outputs hold: vetting needs each one's token count."""
         extracted = {extract_prompt(output) for outputs in texts.values() for output in outputs}
-        distinct = sorted(text for text in extracted if text)
-        return dict(zip(distinct, self.count_tokens(distinct))) if distinct else {}
+        return sorted(text for text in extracted if text)
 
     def take_scores(self, state: RunState, plan: Variants) -> RunState:
         """`state` already holds the round's losses; select, record the iteration, go on."""

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pmpo_ray.engines.row_chunks import check_answered, total
 from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
@@ -50,28 +51,35 @@ def combine_requests(tables: Sequence[pa.Table]) -> tuple[pa.Table, list[int]]:
     return pa.concat_tables(parts, promote_options="default"), offsets
 
 
-def split_results(result: pa.Table, offsets: Sequence[int], sizes: Sequence[int]) -> list[pa.Table]:
-    """Each task's rows of a combined result, with its local request ids restored."""
-    ids = result.column("request_id")
-    parts = []
-    for offset, size in zip(offsets, sizes):
-        mask = pc.and_(pc.greater_equal(ids, offset), pc.less(ids, offset + size))
-        part = result.filter(mask)
-        local = pc.subtract(part.column("request_id"), pa.scalar(offset, pa.int64()))
-        parts.append(
-            part.set_column(part.schema.get_field_index("request_id"), "request_id", local)
-        )
+def split_results(
+    result: pa.Table, offsets: Sequence[int], row_counts: Sequence[int]
+) -> list[pa.Table]:
+    """Each task's rows of a combined result in request order: consecutive zero-copy slices of
+    `row_counts` rows, with the task's local request ids restored (`offsets`)."""
+    index = result.schema.get_field_index("request_id")
+    parts, start = [], 0
+    for offset, rows in zip(offsets, row_counts):
+        part = result.slice(start, rows)
+        local = pc.subtract(part.column(index), pa.scalar(offset, pa.int64()))
+        parts.append(part.set_column(index, "request_id", local))
+        start += rows
     return parts
 
 
 def run_stage(
     tables: Sequence[pa.Table], call: Callable[[pa.Table], pa.Table], empty: pa.Table
 ) -> list[pa.Table]:
-    """Send every task's requests through one engine call (none when nobody asked)."""
+    """Send every task's requests through one engine call (none when nobody asked). Results
+    come back in request order (checked with whole arrays): one row per scoring request, `n`
+    per generation request."""
     combined, offsets = combine_requests(tables)
     if combined.num_rows == 0:
         return [empty for _ in tables]
-    return split_results(call(combined), offsets, [t.num_rows for t in tables])
+    result = call(combined)
+    generation = "n" in combined.column_names
+    check_answered(combined, result, samples=combined.column("n") if generation else None)
+    counts = [total(t, "n") if generation else t.num_rows for t in tables]
+    return split_results(result, offsets, counts)
 
 
 def column_total(tables: Sequence[pa.Table], column: str) -> int:
@@ -104,6 +112,9 @@ class Lanes:
 
     waiting: dict[str, list[TaskRun]]
     cohorts: dict[int, int]  # id(run) -> cohort
+    # the scorer's token counter: a cohort's rewrites are measured in one call (None: each
+    # run counts its own)
+    count_tokens: Callable[[Sequence[str]], list[int]] | None = None
     running: dict[str, Job] = field(default_factory=dict)
     generation_stats: dict[int, dict] = field(default_factory=dict)  # id(run) -> stats
 
@@ -135,16 +146,17 @@ def run_rounds(
         generator, "concurrent_jobs", False
     )
     cohorts = cohorts if overlap else 1  # in turn, smaller jobs would only cost batch size
-    calls = {GENERATE: generator.generate, SCORE: scorer.score}
+    clients = {GENERATE: generator, SCORE: scorer}
     active = [run for run in runs if not run.done]
-    lanes = Lanes({GENERATE: active, SCORE: []}, cohort_of(active, cohorts))
+    counter = getattr(scorer, "count_tokens", None)
+    lanes = Lanes({GENERATE: active, SCORE: []}, cohort_of(active, cohorts), counter)
     round_index, last_round_end = rounds_done, time.perf_counter()
     with ThreadPoolExecutor(max_workers=2 if overlap else 1) as threads:
         submit = threads.submit if overlap else run_now
         while lanes.busy():
             for stage in (GENERATE, SCORE):
                 if stage not in lanes.running and lanes.waiting[stage]:
-                    lanes.running[stage] = start_job(stage, lanes, calls[stage], submit)
+                    lanes.running[stage] = start_job(stage, lanes, clients[stage], submit)
             wait([job.future for job in lanes.running.values()], return_when=FIRST_COMPLETED)
             for stage in (GENERATE, SCORE):
                 job = lanes.running.get(stage)
@@ -162,37 +174,41 @@ def run_rounds(
     return [run.result() for run in runs]
 
 
-def start_job(stage: str, lanes: Lanes, call, submit) -> Job:
+def start_job(stage: str, lanes: Lanes, client, submit) -> Job:
     """The cohort that has waited longest for `stage`, planned and sent as one job."""
     group = lanes.take_cohort(stage)
     if stage == GENERATE:
         requests = [run.plan_generation() for run in group]
-        empty = GENERATE_RESULT_SCHEMA.empty_table()
+        empty, call = GENERATE_RESULT_SCHEMA.empty_table(), client.generate
     else:
         requests = [run.plan_scoring() for run in group]
-        empty = pa.table({"request_id": pa.array([], pa.int64())})
-    future = submit(timed_stage, requests, call, empty)
+        empty, call = pa.table({"request_id": pa.array([], pa.int64())}), client.score
+    future = submit(timed_stage, requests, call, empty, client)
     return Job(stage, group, requests, future, time.perf_counter())
 
 
-def timed_stage(*args) -> tuple[list[pa.Table], float]:
-    """`run_stage` and when it ended: the driver may read the result later, busy with the
-    other lane's job."""
-    return run_stage(*args), time.perf_counter()
+def timed_stage(requests, call, empty, client) -> tuple[list[pa.Table], float, int | None]:
+    """`run_stage`, when it ended (the driver may read the result later, busy with the other
+    lane's job), and the batches the client cut it into (None: it does not say)."""
+    results = run_stage(requests, call, empty)
+    batches = getattr(client, "last_job_batches", None)
+    return results, time.perf_counter(), batches() if batches is not None else None
 
 
 def finish_job(job: Job, lanes: Lanes) -> dict | None:
     """Hand a finished job's results to its tasks and move them on; the stats of the round
     the group completed when it was a scoring job, else None."""
-    results, ended = job.future.result()  # an engine error ends the run here
+    results, ended, batches = job.future.result()  # an engine error ends the run here
     seconds = ended - job.started
     if job.stage == GENERATE:
+        lengths = cohort_prompt_lengths(job.runs, results, lanes.count_tokens)
         for run, requests, samples in zip(job.runs, job.requests, results):
-            run.take_generations(samples)
+            run.take_generations(samples, lengths)
             lanes.generation_stats[id(run)] = {
                 "generation_requests": requests.num_rows,
                 "generation_tokens": column_total([samples], "n_tokens"),
                 "generation_seconds": seconds,
+                "generation_batches": batches,
             }
         lanes.waiting[SCORE].extend(job.runs)
         return None
@@ -205,11 +221,27 @@ def finish_job(job: Job, lanes: Lanes) -> dict | None:
         "generation_requests": sum(g["generation_requests"] for g in generation),
         "generation_tokens": sum(g["generation_tokens"] for g in generation),
         "generation_seconds": generation[0]["generation_seconds"],  # the cohort's one job
+        "generation_batches": generation[0]["generation_batches"],
         "scoring_requests": sum(t.num_rows for t in job.requests),
         "scoring_tokens": column_total(results, "n_input_tokens"),  # a naive scorer's
         "scoring_tokens_computed": column_total(results, "n_computed_tokens"),
         "scoring_seconds": seconds,
+        "scoring_batches": batches,
     }
+
+
+def cohort_prompt_lengths(
+    runs: Sequence[TaskRun], results: Sequence[pa.Table], count_tokens
+) -> dict[str, int] | None:
+    """Token counts of every prompt the cohort's rewrites hold, in one counting call for all
+    its tasks (a call per task was a round trip per task per round); None without a counter."""
+    if count_tokens is None:
+        return None
+    wanted = set()
+    for run, samples in zip(runs, results):
+        wanted.update(run.prompts_to_measure(samples))
+    texts = sorted(wanted)
+    return dict(zip(texts, count_tokens(texts))) if texts else {}
 
 
 def run_now(function, *args) -> Future:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Mapping
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pmpo_ray.config import PromptFormat
 from pmpo_ray.pmpo.analyze_step import AnalyzeStep
@@ -27,6 +29,8 @@ from pmpo_ray.pmpo.run_state import Phase, RunState
 from pmpo_ray.pmpo.select import Candidate, best_candidate
 from pmpo_ray.requests import GENERATE_REQUEST_SCHEMA, score_requests
 from pmpo_ray.tasks.task import Task
+
+GENERATED_COLUMNS = ("request_id", "text", "finish_reason")
 
 
 class TaskRun:
@@ -77,15 +81,32 @@ class TaskRun:
         self._pending = self._step().plan_generation(self.state)
         return pa.Table.from_pylist(list(self._pending.rows), schema=GENERATE_REQUEST_SCHEMA)
 
-    def take_generations(self, generated: pa.Table) -> None:
+    def prompts_to_measure(self, generated: pa.Table) -> list[str]:
+        """The texts whose scorer-token lengths `take_generations` needs: a driver counts those
+        of many tasks in one call and passes them in."""
+        step = self._step()
+        if not isinstance(step, RewriteStep):
+            return []
+        return step.prompts_to_measure(self._texts(generated))
+
+    def take_generations(
+        self, generated: pa.Table, lengths: Mapping[str, int] | None = None
+    ) -> None:
+        """`lengths`: token counts of `prompts_to_measure(generated)`; None counts them here."""
         step, plan = self._step(), self._pending
-        tokens = sum(generated.column("n_tokens").to_pylist())
+        tokens = pc.sum(generated.column("n_tokens")).as_py() or 0
         self.state = self.state.counted(generation_requests=len(plan.rows), tokens_generated=tokens)
+        self._pending = step.take_generations(self.state, plan, self._texts(generated), lengths)
+
+    def _texts(self, generated: pa.Table) -> dict[int, list[str]]:
+        """Request id -> its samples' texts, the prefill put back in front."""
+        prefill = self._step().prefill
+        columns = [generated.column(name).to_pylist() for name in GENERATED_COLUMNS]
         texts: dict[int, list[str]] = {}
-        for row in generated.to_pylist():
-            text = complete_prefilled(step.prefill, row["text"], row["finish_reason"] == "stop")
-            texts.setdefault(row["request_id"], []).append(text)
-        self._pending = step.take_generations(self.state, plan, texts)
+        for request_id, text, finish_reason in zip(*columns):
+            completed = complete_prefilled(prefill, text, finish_reason == "stop")
+            texts.setdefault(request_id, []).append(completed)
+        return texts
 
     def plan_scoring(self) -> pa.Table:
         return score_requests(
@@ -100,7 +121,7 @@ class TaskRun:
     def take_scores(self, scored: pa.Table) -> None:
         state = self.state
         if scored.num_rows:  # a rewrite round whose outputs were all rejected scores nothing
-            tokens = sum(scored.column("n_input_tokens").to_pylist())
+            tokens = pc.sum(scored.column("n_input_tokens")).as_py()
             state = state.counted(forward_passes=scored.num_rows, tokens_scored=tokens)
             losses = example_losses(
                 scored,

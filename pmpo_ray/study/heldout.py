@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 
 from pmpo_ray.evaluation.config import EvaluationConfig
+from pmpo_ray.evaluation.evaluate_run import scorer_answers
 from pmpo_ray.evaluation.heldout import (
     EvalPrompt,
     EvalTask,
@@ -66,7 +67,9 @@ def evaluate_prompts(
     )
     asked = [answer_requests(t, role, config) for t in evals]
     generated = run_stage(
-        [table for table, _ in asked], client.generate, GENERATE_RESULT_SCHEMA.empty_table()
+        [table for table, _ in asked],
+        scorer_answers(client),
+        GENERATE_RESULT_SCHEMA.empty_table(),
     )
     results = {}
     for task, task_scored, (_, keys), task_generated in zip(evals, scored, asked, generated):

@@ -8,19 +8,23 @@ new entries of the growing ones), so the bytes written per round follow the work
 not the length of the run. It then appends the round's observability line to `rounds.jsonl`
 (stage and wall times, requests, tokens, checkpoint bytes, pool busy fractions) and prints a
 progress line. Every file is plain JSON written atomically; suite/resume_point.py replays them.
+
+The files are written on a thread of their own (suite/checkpoint_writer.py), so the driver,
+which the round scheduler calls between engine jobs, only hands a round's states over; use the
+checkpoints as a context manager (or call `close`) so the rounds that finished are on disk
+before the job ends, also when it ends in an error.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pmpo_ray.pmpo.checkpoint import changes, restore, snapshot
+from pmpo_ray.pmpo.checkpoint import restore
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.run_folder.layout import rounds_log_path, state_dir, state_path, state_run_path
+from pmpo_ray.run_folder.layout import state_dir
 from pmpo_ray.run_folder.records import round_seconds
-from pmpo_ray.store import atomic_write_json, atomic_write_text
+from pmpo_ray.suite.checkpoint_writer import CheckpointWriter, FinishedRound
 from pmpo_ray.suite.fingerprint import run_fingerprint
 from pmpo_ray.suite.resume_point import (
     ResumePoint,
@@ -49,38 +53,35 @@ class SuiteCheckpoints:
         # The suite job passes fingerprints of each task's whole resolved job config; without
         # them, what the runs themselves know (data, optimizer, prompt format) is fingerprinted.
         self.fingerprints = dict(fingerprints or {r.task.task_id: own_fingerprint(r) for r in runs})
-        self._written: dict[str, dict] = {}  # task id -> its state as the checkpoints hold it
+        self.writer = CheckpointWriter(out_dir, self.fingerprints)
         state_dir(out_dir).mkdir(parents=True, exist_ok=True)
         self._busy = busy_seconds(self._pool_stats())
 
     def on_round(self, round_index: int, advanced: Sequence[TaskRun], stats: dict) -> None:
-        """Checkpoint what the round changed in `advanced` (the runs that finished a round in
-        it), then log and print the round."""
-        written = self.write_round(round_index, advanced)
+        """Hand the writer what the round left in `advanced` (the runs that finished a round
+        in it) and the round's line, then print the round; raises an earlier write's error."""
         pools = self._pool_stats()  # one round trip to the pools per round
-        stats = dict(stats, checkpoint_bytes=written, **self._busy_fractions(stats, pools))
-        with open(rounds_log_path(self.out_dir), "a", encoding="utf-8") as log:
-            log.write(json.dumps(stats) + "\n")
+        states = tuple((run.task.task_id, run.state) for run in advanced)
+        busy = self._busy_fractions(stats, pools)
+        self.writer.put(FinishedRound(round_index, states, dict(stats), busy))
         print(self.progress_line(round_index, stats, pools), flush=True)
 
-    def write_round(self, round_index: int, advanced: Sequence[TaskRun]) -> int:
-        """state/round-NNNN.json, atomically; returns the bytes written. The first round also
-        records the run (not before: a resume is checked against the record it finds)."""
-        if round_index == 1 or not state_run_path(self.out_dir).is_file():
-            atomic_write_json({"fingerprints": self.fingerprints}, state_run_path(self.out_dir))
-        snapshots = {run.task.task_id: snapshot(run) for run in advanced}
-        entries = {
-            run.task.task_id: {
-                "iterations": len(run.history),  # for people reading the file
-                "best_loss": run.population[0].loss if run.population else None,
-                **changes(self._written.get(run.task.task_id), snapshots[run.task.task_id]),
-            }
-            for run in advanced
-        }
-        text = json.dumps({"round": round_index, "tasks": entries})
-        atomic_write_text(text, state_path(self.out_dir, round_index))
-        self._written.update(snapshots)  # only once the file is in place
-        return len(text.encode())
+    def flush(self) -> None:
+        """Wait until every finished round is on disk; raises a write's error."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and stop the writer's thread; raises a write's error."""
+        self.writer.close()
+
+    def __enter__(self) -> SuiteCheckpoints:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if error is None:
+            self.close()
+        else:  # a crash keeps the rounds before it: they are written before it goes on
+            self.writer.close_after(error)
 
     def resume(self) -> int:
         """Restore every run from the last intact round's state; returns that round (0 when
@@ -98,7 +99,7 @@ class SuiteCheckpoints:
             saved = point.tasks.get(run.task.task_id)
             if saved is not None:
                 restore(run, saved)
-                self._written[run.task.task_id] = saved
+                self.writer.remember(run.task.task_id, run.state)
         print(f"resumed from {point.path} (round {point.round})", flush=True)
         return point.round
 
@@ -124,14 +125,23 @@ class SuiteCheckpoints:
         return self.client.stats() if self.client is not None else {}
 
     def _busy_fractions(self, stats: dict, pools: dict[str, dict]) -> dict[str, float]:
-        """Share of the round's wall time each pool's replicas spent inside an engine call."""
+        """Share of the round's wall time each pool's replicas spent inside an engine call,
+        and the CPU they spent per row outside it (preparing batches), in µs, for scoring
+        (`<pool>_prep_us_per_row`) and generation rows (`<pool>_generation_prep_us_per_row`)."""
         now = busy_seconds(pools)
         wall = round_seconds(stats)
         fractions = {}
-        for name, (busy, replicas) in now.items():
-            capacity = wall * replicas
-            before = self._busy.get(name, (0.0, replicas))[0]
-            fractions[f"{name}_busy_fraction"] = (busy - before) / capacity if capacity else 0.0
+        for name, pool in now.items():
+            before = self._busy.get(name, {})
+            capacity = wall * pool["replicas"]
+            busy = pool["busy"] - before.get("busy", 0.0)
+            fractions[f"{name}_busy_fraction"] = busy / capacity if capacity else 0.0
+            for method, key in (("score", "prep_us_per_row"), ("generate", "generation_prep")):
+                prep, rows = pool[method]
+                prep_before, rows_before = before.get(method, (0.0, 0))
+                if rows > rows_before:
+                    label = key if method == "score" else f"{key}_us_per_row"
+                    fractions[f"{name}_{label}"] = 1e6 * (prep - prep_before) / (rows - rows_before)
         self._busy = now
         return fractions
 
@@ -145,9 +155,17 @@ def short_pools(pools: dict[str, dict]) -> list[str]:
     ]
 
 
-def busy_seconds(pools: dict[str, dict]) -> dict[str, tuple[float, int]]:
-    """Pool name -> (busy seconds so far, replicas)."""
-    return {name: (pool["busy_seconds"], pool["replicas"]) for name, pool in pools.items()}
+def busy_seconds(pools: dict[str, dict]) -> dict[str, dict]:
+    """Pool name -> busy seconds so far, replicas, and per method ("score", "generate") the
+    preparation CPU seconds and rows so far."""
+    snapshot = {}
+    for name, pool in pools.items():
+        methods = pool.get("by_method", {})
+        snapshot[name] = {"busy": pool["busy_seconds"], "replicas": pool["replicas"]}
+        for method in ("score", "generate"):
+            work = methods.get(method, {})
+            snapshot[name][method] = (work.get("prep_cpu_seconds", 0.0), work.get("rows", 0))
+    return snapshot
 
 
 def own_fingerprint(run: TaskRun) -> dict:

@@ -2,8 +2,8 @@
 
 `state/run.json` names the run's tasks with their fingerprints (settings and a hash of the
 data; suite/fingerprint.py); each `state/round-NNNN.json` holds what that round changed in the
-tasks that finished a round in it (pmpo/checkpoint.py `changes`). Replaying the rounds in order
-gives every task's state; a task no round mentions has not finished one and starts over. A
+tasks that finished a round in it (pmpo/checkpoint.py `entry_since`). Replaying the rounds in
+order gives every task's state; a task no round mentions has not finished one and starts over. A
 round file that cannot be read (a truncated or empty file after a full disk or a crash), or a
 missing one, ends the replay: it is named in a warning and the rounds before it are used. A
 checkpoint of another run (other tasks, settings or data) is refused. Files only: a job reads

@@ -77,15 +77,16 @@ def run_suite(
             TaskRun(task, job.optimizer, client.count_tokens, config.prompt_format)
             for task, job in zip(tasks, jobs)
         ]
-        checkpoints = SuiteCheckpoints(runs, work, client, fingerprints)
-        results = run_rounds(
-            runs,
-            generator=client,
-            scorer=client,
-            on_round=checkpoints.on_round,
-            rounds_done=checkpoints.restore(point) if point else 0,
-            cohorts=config.stage_cohorts(),
-        )
+        # Leaving the block waits until every finished round is on disk, also on a crash.
+        with SuiteCheckpoints(runs, work, client, fingerprints) as checkpoints:
+            results = run_rounds(
+                runs,
+                generator=client,
+                scorer=client,
+                on_round=checkpoints.on_round,
+                rounds_done=checkpoints.restore(point) if point else 0,
+                cohorts=config.stage_cohorts(),
+            )
         write_suite_tasks(work, results, jobs)
         summary = write_suite_summary(work, config.model_dump(mode="json"), results)
         if work != out:
@@ -158,7 +159,7 @@ def check_rows_fit_scorer(tasks, config: SuiteConfig) -> None:
 def _evaluate(folder, config: SuiteConfig, client) -> dict:
     from pmpo_ray.evaluation.evaluate_run import evaluate_run
 
-    return evaluate_run(folder, scorer=client, generator=client, config=config.evaluation)
+    return evaluate_run(folder, engines=client, config=config.evaluation)
 
 
 def with_iterations(config: SuiteConfig, iterations: int) -> SuiteConfig:

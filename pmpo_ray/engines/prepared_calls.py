@@ -1,0 +1,50 @@
+"""An engine call in two halves: `prepare` (CPU work: validation, rendering, tokenizing, window
+checks) and `run` (the engine's work and the result table).
+
+A replica prepares its next batch while the engine runs the current one, so the preparation
+stays off the engine's critical path. Every error that names a row is raised by `prepare`;
+`score(...)` and `generate(...)` are `run(prepare(...))`, so results do not depend on the split.
+The backends share this dispatch and differ only in how they run.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pmpo_ray.engines.generation import PreparedGeneration, prepare_generation
+from pmpo_ray.engines.scoring import PreparedScoring, prepare_scoring
+
+METHODS = ("score", "generate")
+
+
+def prepare_call(
+    engine, method: str, requests: pa.Table, *args, **kwargs
+) -> PreparedScoring | PreparedGeneration:
+    """`engine.prepare`: `method` is "score" (then `with_token_logprobs=False, *,
+    share_prefixes=None`, as in `score`) or "generate". The engine provides `tokenizer`,
+    `config` (an EngineSettings) and `prompt_format`."""
+    max_len = engine.config.model.max_model_len
+    if method == "generate":
+        return prepare_generation(requests, engine.tokenizer, max_len, *args, **kwargs)
+    if method != "score":
+        raise ValueError(f"an engine prepares one of {', '.join(METHODS)}; got {method!r}")
+    return _prepare_score(engine, requests, *args, **kwargs)
+
+
+def _prepare_score(
+    engine,
+    requests: pa.Table,
+    with_token_logprobs: bool = False,
+    *,
+    share_prefixes: bool | None = None,
+) -> PreparedScoring:
+    """`share_prefixes` None: the engine config's prefix_sharing."""
+    share = engine.config.prefix_sharing if share_prefixes is None else share_prefixes
+    return prepare_scoring(
+        requests,
+        tokenizer=engine.tokenizer,
+        max_len=engine.config.model.max_model_len,
+        truncate_left=engine.prompt_format.truncate_left,
+        with_token_logprobs=with_token_logprobs,
+        share_prefixes=share,
+    )
