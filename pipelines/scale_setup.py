@@ -17,9 +17,13 @@ WORDS = (
 ).split()
 
 
-def write_tasks(folder: Path, count: int, examples: int = 40, max_train: int = 8) -> list[dict]:
+def write_tasks(
+    folder: Path, count: int, examples: int | None = None, max_train: int = 8
+) -> list[dict]:
     """`count` BBH-style data files (input, target) and their suite task entries, each
-    training on `max_train` examples."""
+    training on `max_train` examples (the default split trains on 20% of the data, so
+    `examples` defaults to enough for that: 5 x max_train, at least 40)."""
+    examples = examples if examples is not None else max(40, 5 * max_train)
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for index in range(count):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 SCORE_REQUEST_SCHEMA = pa.schema(
@@ -108,8 +109,9 @@ def score_requests(
     Each example gives a row for its target (weight +1) and, with `with_rejected`, one row per
     rejected answer (weight -1) sharing the same context.
     """
-    # Built column by column: every candidate repeats the same block of example rows, and a
-    # driver builds these for thousands of tasks per round (row dicts cost ~5 µs a row).
+    # Built column by column with Arrow `take`: every candidate repeats the same block of
+    # example rows, and a driver builds these for thousands of tasks per round (a dict per row
+    # cost ~5 µs a row; this, well under 1).
     block: dict[str, list] = {"example_id": [], "input": [], "continuation": [], "weight": []}
     for example in examples:
         answers = [(example.target, 1.0)]
@@ -121,19 +123,26 @@ def score_requests(
             block["continuation"].append(continuation)
             block["weight"].append(weight)
     size, n_rows = len(block["weight"]), len(block["weight"]) * len(prompts)
+    per_candidate = pa.array(np.repeat(np.arange(len(prompts)), size))
+    per_example = pa.array(np.tile(np.arange(size), len(prompts)))
+    same = pa.array(np.zeros(n_rows, dtype=np.int64))
+
+    def repeated(values: Sequence, index: pa.Array, kind: pa.DataType) -> pa.Array:
+        return pa.array(values, type=kind).take(index)
+
     columns = {
-        "request_id": range(first_request_id, first_request_id + n_rows),
-        "task_id": [task_id] * n_rows,
-        "candidate_id": [candidate_id for candidate_id, _ in prompts for _ in range(size)],
-        "example_id": block["example_id"] * len(prompts),
-        "kind": [kind] * n_rows,
-        "prompt": [prompt for _, prompt in prompts for _ in range(size)],
-        "role": [role] * n_rows,
-        "input": block["input"] * len(prompts),
-        "continuation": block["continuation"] * len(prompts),
-        "weight": block["weight"] * len(prompts),
+        "request_id": pa.array(np.arange(first_request_id, first_request_id + n_rows)),
+        "task_id": repeated([task_id], same, pa.string()),
+        "candidate_id": repeated([c for c, _ in prompts], per_candidate, pa.string()),
+        "example_id": repeated(block["example_id"], per_example, pa.string()),
+        "kind": repeated([kind], same, pa.string()),
+        "prompt": repeated([p for _, p in prompts], per_candidate, pa.string()),
+        "role": repeated([role], same, pa.string()),
+        "input": repeated(block["input"], per_example, pa.string()),
+        "continuation": repeated(block["continuation"], per_example, pa.string()),
+        "weight": repeated(block["weight"], per_example, pa.float64()),
     }
-    arrays = [pa.array(columns[field.name], type=field.type) for field in SCORE_REQUEST_SCHEMA]
+    arrays = [columns[field.name].cast(field.type) for field in SCORE_REQUEST_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCORE_REQUEST_SCHEMA)
 
 

@@ -163,8 +163,15 @@ def test_a_suite_on_simulated_replicas_runs_the_same_twice(local_ray, tmp_path):
 
     pool = {"engine": {"backend": "simulated"}, "replicas": {"num_cpus": 0}}
     tasks = [
-        {"task": {"name": name, "data": f"builtin:bbh/{name}.json", "format": "supervised",
-                  "initial_prompt": PROMPT, "max_train": 4}}
+        {
+            "task": {
+                "name": name,
+                "data": f"builtin:bbh/{name}.json",
+                "format": "supervised",
+                "initial_prompt": PROMPT,
+                "max_train": 4,
+            }
+        }
         for name in ("navigate", "sports_understanding", "boolean_expressions")
     ]
     config = SuiteConfig.model_validate(

@@ -147,7 +147,6 @@ def task_section(task: TaskFolder, curve: str) -> list[Block]:
     return blocks
 
 
-
 def rejections_text(counts: dict[str, int]) -> str:
     """'leaks_example 5, duplicate 2' (reasons: pmpo/rewrite.py's REJECTION_REASONS)."""
     return ", ".join(f"{reason} {count}" for reason, count in counts.items()) or "none"

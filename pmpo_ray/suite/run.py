@@ -142,6 +142,8 @@ def check_rows_fit_scorer(tasks, config: SuiteConfig) -> None:
     from pmpo_ray.engines.scoring import check_rows_fit
     from pmpo_ray.requests import score_requests
 
+    if not getattr(config.scorer.engine, "loads_model", True):  # no window to check
+        return
     tables = [
         score_requests(
             [("initial", task.initial_prompt)],
