@@ -325,3 +325,32 @@ def test_a_failed_template_check_retokenizes_its_rows_whole():
     table = score_requests(prompts, examples, task_id="t", kind="candidate", role="system")
     encode_table(table, tokenizer, 4096, False)
     assert len(tokenizer.calls) == 2 and len(tokenizer.calls[1]) == 8  # 2 x 5, less 2 checked
+
+
+class CountingTokenizer(WordTokenizer):
+    """Counts template renders."""
+
+    renders = 0
+
+    def apply_chat_template(self, *args, **kwargs):
+        self.renders += 1
+        return super().apply_chat_template(*args, **kwargs)
+
+
+def test_an_engine_keeps_template_frames_across_batches_with_the_same_contexts():
+    from pmpo_ray.engines.chat import TemplateFrames
+
+    examples = [Example(str(j), f"input {j}", "yes") for j in range(3)]
+    table = score_requests(
+        [("a", "Think."), ("b", "Think twice.")], examples, task_id="t", kind="c", role="system"
+    )
+    tokenizer, frames = CountingTokenizer(), TemplateFrames()
+    first = render_table(table, tokenizer, "score requests", frames).contexts()
+    rendered_once = tokenizer.renders
+    assert rendered_once > 0
+    again = render_table(table, tokenizer, "score requests", frames).contexts()
+    assert again == first == render_table(table, WordTokenizer(), "score requests").contexts()
+    assert tokenizer.renders == rendered_once  # the second batch rendered nothing
+    small = TemplateFrames(limit=1)
+    render_table(table, tokenizer, "score requests", small)
+    assert len(small._frames) <= 1  # bounded: emptied past its limit

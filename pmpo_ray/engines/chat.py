@@ -83,9 +83,34 @@ def template_frame(tokenizer, prompt: str, role: str, user_input: str) -> tuple[
     return head, tail
 
 
-def render_table(table: pa.Table, tokenizer, what: str) -> RenderedRows:
+class TemplateFrames:
+    """An engine's (prompt, role, prefill) -> frame (or None: render row by row), kept across
+    its batches: a job's batches and later rounds repeat the same prompts, and rendering a
+    frame with its checks costs three template renders (~0.25 ms). Bounded: emptied past
+    `limit` entries. An engine prepares one batch at a time, so no lock."""
+
+    def __init__(self, limit: int = 4096):
+        self.limit = limit
+        self._frames: dict[tuple[str, str, str], tuple[str, str] | None] = {}
+
+    def __contains__(self, key: tuple[str, str, str]) -> bool:
+        return key in self._frames
+
+    def get(self, key: tuple[str, str, str]) -> tuple[str, str] | None:
+        return self._frames.get(key)
+
+    def __setitem__(self, key: tuple[str, str, str], frame: tuple[str, str] | None) -> None:
+        if len(self._frames) >= self.limit:
+            self._frames.clear()
+        self._frames[key] = frame
+
+
+def render_table(
+    table: pa.Table, tokenizer, what: str, frames: TemplateFrames | None = None
+) -> RenderedRows:
     """Every row's context (plus its prefill, where the table has one), the template rendered
-    once per (prompt, role, prefill) wherever that is exact."""
+    once per (prompt, role, prefill) wherever that is exact; `frames` keeps them across
+    tables (None: for this table only)."""
     check_columns(table, ("request_id", *CHAT_COLUMNS), what)
     columns = [table.column(name).to_pylist() for name in CHAT_COLUMNS]
     prefills = (
@@ -93,7 +118,7 @@ def render_table(table: pa.Table, tokenizer, what: str) -> RenderedRows:
         if "prefill" in table.column_names
         else [""] * table.num_rows
     )
-    frames: dict[tuple[str, str, str], tuple[str, str] | None] = {}  # for this table only
+    frames = frames if frames is not None else TemplateFrames()
     heads, inputs, tails = [], [], []
     for row, (prompt, role, user_input) in enumerate(zip(*columns)):
         if prompt is None or user_input is None:

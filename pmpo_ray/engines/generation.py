@@ -8,7 +8,7 @@ from typing import Sequence
 import pyarrow as pa
 
 from pmpo_ray.engines.batch_tokenization import encode_rows
-from pmpo_ray.engines.chat import render_table
+from pmpo_ray.engines.chat import TemplateFrames, render_table
 from pmpo_ray.engines.scoring import describe_row
 from pmpo_ray.engines.tokenization import RequestTooLongError
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA, REQUIRED_GENERATE_COLUMNS, check_columns
@@ -16,11 +16,13 @@ from pmpo_ray.requests import GENERATE_RESULT_SCHEMA, REQUIRED_GENERATE_COLUMNS,
 Sample = tuple[str, int, str]  # (text, generated tokens, finish reason)
 
 
-def prompt_token_ids(requests: pa.Table, tokenizer, max_len: int) -> list[list[int]]:
+def prompt_token_ids(
+    requests: pa.Table, tokenizer, max_len: int, frames: TemplateFrames | None = None
+) -> list[list[int]]:
     """Render and tokenize every request up front; a prompt that leaves no room to answer is
-    an error."""
+    an error. `frames`: the engine's template frames, kept across batches."""
     check_columns(requests, REQUIRED_GENERATE_COLUMNS, "generate requests")
-    rendered = render_table(requests, tokenizer, "generate requests")
+    rendered = render_table(requests, tokenizer, "generate requests", frames)
     rows = range(requests.num_rows)
     encodings = encode_rows(tokenizer, rendered, [""] * len(rows), [None] * len(rows), rows)
     token_ids = []
@@ -45,8 +47,11 @@ class PreparedGeneration:
     token_ids: tuple[list[int], ...]
 
 
-def prepare_generation(requests: pa.Table, tokenizer, max_len: int) -> PreparedGeneration:
-    return PreparedGeneration(requests, tuple(prompt_token_ids(requests, tokenizer, max_len)))
+def prepare_generation(
+    requests: pa.Table, tokenizer, max_len: int, frames: TemplateFrames | None = None
+) -> PreparedGeneration:
+    ids = prompt_token_ids(requests, tokenizer, max_len, frames)
+    return PreparedGeneration(requests, tuple(ids))
 
 
 def generation_rows(

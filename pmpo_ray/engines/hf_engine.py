@@ -16,6 +16,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
+from pmpo_ray.engines.chat import TemplateFrames
 from pmpo_ray.engines.generation import PreparedGeneration, Sample, generation_rows
 from pmpo_ray.engines.models import resolve_model_path
 from pmpo_ray.engines.prefix_sharing import prefix_groups
@@ -54,6 +55,7 @@ class HfEngine:
         else:
             dtype = getattr(torch, config.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.template_frames = TemplateFrames()  # kept across batches
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
         self.model.to(self.device).eval()
         self.pad_id = self.tokenizer.pad_token_id or 0

@@ -22,10 +22,12 @@ def prepare_call(
 ) -> PreparedScoring | PreparedGeneration:
     """`engine.prepare`: `method` is "score" (then `with_token_logprobs=False, *,
     share_prefixes=None`, as in `score`) or "generate". The engine provides `tokenizer`,
-    `config` (an EngineSettings) and `prompt_format`."""
+    `config` (an EngineSettings) and `prompt_format`, and may keep `template_frames`
+    (chat.TemplateFrames) across its batches."""
     max_len = engine.config.model.max_model_len
     if method == "generate":
-        return prepare_generation(requests, engine.tokenizer, max_len, *args, **kwargs)
+        frames = getattr(engine, "template_frames", None)
+        return prepare_generation(requests, engine.tokenizer, max_len, frames, *args, **kwargs)
     if method != "score":
         raise ValueError(f"an engine prepares one of {', '.join(METHODS)}; got {method!r}")
     return _prepare_score(engine, requests, *args, **kwargs)
@@ -47,4 +49,5 @@ def _prepare_score(
         truncate_left=engine.prompt_format.truncate_left,
         with_token_logprobs=with_token_logprobs,
         share_prefixes=share,
+        frames=getattr(engine, "template_frames", None),
     )

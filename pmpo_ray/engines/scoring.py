@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from pmpo_ray.engines.batch_tokenization import encode_rows
-from pmpo_ray.engines.chat import render_table
+from pmpo_ray.engines.chat import TemplateFrames, render_table
 from pmpo_ray.engines.prefix_sharing import prefix_ordered_batches
 from pmpo_ray.engines.tokenization import (
     EncodedRequest,
@@ -59,13 +59,17 @@ def describe_row(table: pa.Table, row: int) -> str:
 
 
 def encode_table(
-    table: pa.Table, tokenizer, max_len: int, truncate_left: bool
+    table: pa.Table,
+    tokenizer,
+    max_len: int,
+    truncate_left: bool,
+    frames: TemplateFrames | None = None,
 ) -> list[EncodedRequest]:
     """Render and encode every row before any is scored, so a bad row fails the batch up
     front: the first bad row in row order, named (as tokenization.encode_pair row by row
     would, with all rows tokenized in one call)."""
     check_columns(table, REQUIRED_SCORE_COLUMNS, "score requests")
-    rendered = render_table(table, tokenizer, "score requests")
+    rendered = render_table(table, tokenizer, "score requests", frames)
     continuations = table.column("continuation").to_pylist()
     splits = [scored_from(context) for context in rendered.contexts()]
     usable = [row for row, text in enumerate(continuations) if text is not None and text.strip()]
@@ -183,9 +187,11 @@ def prepare_scoring(
     truncate_left: bool = False,
     with_token_logprobs: bool = False,
     share_prefixes: bool = False,
+    frames: TemplateFrames | None = None,
 ) -> PreparedScoring:
-    """Every error that names a row is raised here, before an engine is needed."""
-    encoded = encode_table(table, tokenizer, max_len, truncate_left)
+    """Every error that names a row is raised here, before an engine is needed. `frames`:
+    the engine's template frames, kept across batches."""
+    encoded = encode_table(table, tokenizer, max_len, truncate_left, frames)
     return PreparedScoring(table, tuple(encoded), with_token_logprobs, share_prefixes)
 
 

@@ -48,6 +48,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
+from pmpo_ray.engines.chat import TemplateFrames
 from pmpo_ray.engines.generation import PreparedGeneration, Sample, generation_rows
 from pmpo_ray.engines.prefix_sharing import common_prefix
 from pmpo_ray.engines.prepared_calls import prepare_call
@@ -129,6 +130,7 @@ class SimulatedEngine:
         self.config = config
         self.prompt_format = prompt_format or PromptFormat()
         self.tokenizer = WordTokenizer()
+        self.template_frames = TemplateFrames()  # kept across batches
 
     def close(self) -> None:
         """Nothing to release."""

@@ -18,6 +18,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
+from pmpo_ray.engines.chat import TemplateFrames
 from pmpo_ray.engines.generation import PreparedGeneration, generation_rows
 from pmpo_ray.engines.models import model_folder_if_here, resolve_model_path
 from pmpo_ray.engines.prepared_calls import prepare_call
@@ -105,6 +106,7 @@ class VllmEngine:
             **_block_size(config),
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self.template_frames = TemplateFrames()  # kept across batches
 
     def close(self) -> None:
         """Stop the engine-core process now, while logging still works (not at interpreter exit)."""
