@@ -20,7 +20,7 @@ from pmpo_ray.engines.chat import TemplateFrames
 from pmpo_ray.engines.generation import PreparedGeneration, Sample, generation_rows
 from pmpo_ray.engines.models import resolve_model_path
 from pmpo_ray.engines.prefix_sharing import prefix_groups
-from pmpo_ray.engines.prepared_calls import prepare_call
+from pmpo_ray.engines.prepared_calls import PreparedEngine
 from pmpo_ray.engines.scoring import (
     PreparedScoring,
     TokenScores,
@@ -37,7 +37,7 @@ class HfConfig(EngineSettings):
     backend: Literal["hf"] = Field("hf", description="transformers, the reference backend.")
 
 
-class HfEngine:
+class HfEngine(PreparedEngine):
     """One transformers model: `score`, `generate` and `count_tokens` over Arrow tables."""
 
     config_class = HfConfig
@@ -65,26 +65,6 @@ class HfEngine:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return count_tokens(self.tokenizer, texts)
-
-    def score(
-        self,
-        requests: pa.Table,
-        with_token_logprobs: bool = False,
-        *,
-        share_prefixes: bool | None = None,
-    ) -> pa.Table:
-        """Score every row; `share_prefixes` (default: the config's prefix_sharing) says
-        whether a prefix shared by several rows is computed once."""
-        return self.run(
-            self.prepare("score", requests, with_token_logprobs, share_prefixes=share_prefixes)
-        )
-
-    def generate(self, requests: pa.Table) -> pa.Table:
-        return self.run(self.prepare("generate", requests))
-
-    def prepare(self, method: str, requests: pa.Table, *args, **kwargs):
-        """A call's CPU work, no model needed (prepared_calls.py)."""
-        return prepare_call(self, method, requests, *args, **kwargs)
 
     def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
         if isinstance(prepared, PreparedScoring):

@@ -51,3 +51,32 @@ def _prepare_score(
         share_prefixes=share,
         frames=getattr(engine, "template_frames", None),
     )
+
+
+class PreparedEngine:
+    """`score`, `generate` and `prepare` written once for backends that only supply `run`
+    (and `tokenizer`, `config`, `prompt_format`): every call is `run(prepare(...))`."""
+
+    def score(
+        self,
+        requests: pa.Table,
+        with_token_logprobs: bool = False,
+        *,
+        share_prefixes: bool | None = None,
+    ) -> pa.Table:
+        """Score every row; `share_prefixes` (default: the config's prefix_sharing) says
+        whether a prefix shared by several rows is computed once."""
+        return self.run(
+            self.prepare("score", requests, with_token_logprobs, share_prefixes=share_prefixes)
+        )
+
+    def generate(self, requests: pa.Table) -> pa.Table:
+        return self.run(self.prepare("generate", requests))
+
+    def prepare(self, method: str, requests: pa.Table, *args, **kwargs):
+        """A call's CPU work, no model needed: what a replica does while its engine runs
+        another batch."""
+        return prepare_call(self, method, requests, *args, **kwargs)
+
+    def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
+        raise NotImplementedError

@@ -51,7 +51,7 @@ from pmpo_ray.config import EngineSettings, PromptFormat
 from pmpo_ray.engines.chat import TemplateFrames
 from pmpo_ray.engines.generation import PreparedGeneration, Sample, generation_rows
 from pmpo_ray.engines.prefix_sharing import common_prefix
-from pmpo_ray.engines.prepared_calls import prepare_call
+from pmpo_ray.engines.prepared_calls import PreparedEngine
 from pmpo_ray.engines.scoring import PreparedScoring, TokenScores, run_scoring
 from pmpo_ray.engines.tokenization import EncodedRequest
 from pmpo_ray.pmpo.masking import sentence_spans
@@ -120,7 +120,7 @@ class WordTokenizer:
         return text + ("<assistant>\n" if add_generation_prompt else "")
 
 
-class SimulatedEngine:
+class SimulatedEngine(PreparedEngine):
     """An engine that takes the modeled time and returns deterministic outputs (see above)."""
 
     config_class = SimulatedConfig
@@ -137,25 +137,6 @@ class SimulatedEngine:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(_WORD.findall(text)) for text in texts]
-
-    def score(
-        self,
-        requests: pa.Table,
-        with_token_logprobs: bool = False,
-        *,
-        share_prefixes: bool | None = None,
-    ) -> pa.Table:
-        return self.run(
-            self.prepare("score", requests, with_token_logprobs, share_prefixes=share_prefixes)
-        )
-
-    def generate(self, requests: pa.Table) -> pa.Table:
-        return self.run(self.prepare("generate", requests))
-
-    def prepare(self, method: str, requests: pa.Table, *args, **kwargs):
-        """A call's CPU work (prepared_calls.py); the modeled time is taken by `run` alone, as
-        a real engine's time is its run's."""
-        return prepare_call(self, method, requests, *args, **kwargs)
 
     def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
         if isinstance(prepared, PreparedScoring):

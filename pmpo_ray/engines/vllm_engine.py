@@ -21,7 +21,7 @@ from pmpo_ray.config import EngineSettings, PromptFormat
 from pmpo_ray.engines.chat import TemplateFrames
 from pmpo_ray.engines.generation import PreparedGeneration, generation_rows
 from pmpo_ray.engines.models import model_folder_if_here, resolve_model_path
-from pmpo_ray.engines.prepared_calls import prepare_call
+from pmpo_ray.engines.prepared_calls import PreparedEngine
 from pmpo_ray.engines.replica_memory import auto_kv_cache_gib
 from pmpo_ray.engines.scoring import PreparedScoring, TokenScores, run_scoring
 from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
@@ -78,7 +78,7 @@ class VllmConfig(EngineSettings):
         }
 
 
-class VllmEngine:
+class VllmEngine(PreparedEngine):
     """One vLLM engine: `score`, `generate` and `count_tokens` over Arrow tables."""
 
     config_class = VllmConfig
@@ -123,26 +123,6 @@ class VllmEngine:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return count_tokens(self.tokenizer, texts)
-
-    def score(
-        self,
-        requests: pa.Table,
-        with_token_logprobs: bool = False,
-        *,
-        share_prefixes: bool | None = None,
-    ) -> pa.Table:
-        """Score every row; `share_prefixes` (default: the config's prefix_sharing) says
-        whether a prefix shared by several rows is computed once."""
-        return self.run(
-            self.prepare("score", requests, with_token_logprobs, share_prefixes=share_prefixes)
-        )
-
-    def generate(self, requests: pa.Table) -> pa.Table:
-        return self.run(self.prepare("generate", requests))
-
-    def prepare(self, method: str, requests: pa.Table, *args, **kwargs):
-        """A call's CPU work, no engine needed (prepared_calls.py)."""
-        return prepare_call(self, method, requests, *args, **kwargs)
 
     def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
         if isinstance(prepared, PreparedScoring):
