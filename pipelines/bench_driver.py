@@ -102,10 +102,9 @@ def run_suite_point(config, client, out: Path, log) -> SuitePoint:
 
 def measure_suites(args, scratch: Path, report, progress) -> list[SuitePoint]:
     """A warm-up run, then one suite run per task count, on one shared pool of one replica."""
+    from pipelines.scale_setup import suite_config, write_tasks
     from pmpo_ray.engines.client import open_engines
     from pmpo_ray.ray_session import quiet_ray_data
-
-    from pipelines.scale_setup import suite_config, write_tasks
 
     entries = write_tasks(scratch / "data", max(args.tasks), max_train=args.max_train)
 

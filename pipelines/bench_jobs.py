@@ -92,11 +92,10 @@ def open_pool(batch_rows: int):
 
 
 def bbh_table(rows: int):
-    from pmpo_ray.config import PromptFormat
-    from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
-
     from pipelines.bench_projection import bbh_rows
     from pipelines.scale_setup import INITIAL_PROMPT
+    from pmpo_ray.config import PromptFormat
+    from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
 
     examples = load_examples(SAMPLES_DIR / "bbh" / "navigate.json")
     return bbh_rows(examples, "navigate", PromptFormat().role, INITIAL_PROMPT, rows)

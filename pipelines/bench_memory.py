@@ -19,7 +19,8 @@ from pmpo_ray.config import ReplicaConfig
 from pmpo_ray.engines.models import local_model_folder
 from pmpo_ray.engines.registry import BACKENDS
 from pmpo_ray.engines.replica_memory import GIB, replica_memory_bytes
-from pmpo_ray.requests import Example, score_requests
+from pmpo_ray.requests import score_requests
+from pmpo_ray.tasks.example import Example
 
 
 def tree_rss(pid: int) -> int:
@@ -76,7 +77,7 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        ray.get(pool.actors[0].call.remote("score", full_batch(args.max_batch_tokens)))
+        ray.get(pool.actors[0].score.remote(full_batch(args.max_batch_tokens)))
         done.set()
         sampler.join()
     finally:

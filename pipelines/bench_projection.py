@@ -105,11 +105,10 @@ def bbh_tokens_per_row(tokenizer_path: Path = DEFAULT_TOKENIZER) -> tuple[float,
         return FALLBACK_TOKENS_PER_ROW, f"assumed ({tokenizer_path} not found)"
     from transformers import AutoTokenizer
 
+    from pipelines.scale_setup import INITIAL_PROMPT
     from pmpo_ray.config import PromptFormat
     from pmpo_ray.engines.scoring import encode_table
     from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
-
-    from pipelines.scale_setup import INITIAL_PROMPT
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     lengths = []

@@ -26,7 +26,8 @@ import pyarrow as pa
 from pmpo_ray.config import ReplicaConfig
 from pmpo_ray.engines.client import open_engines
 from pmpo_ray.engines.registry import BACKENDS, PoolConfig
-from pmpo_ray.requests import Example, score_requests
+from pmpo_ray.requests import score_requests
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
 
 SAMPLES = SAMPLES_DIR / "bbh"
@@ -64,9 +65,9 @@ def multiple_choice_case(n_examples: int) -> pa.Table:
 def demo_round_case(client) -> pa.Table:
     """(c): the demo suite's first rewrite round, all tasks' scoring requests in one table."""
     from pmpo_ray.config import load_config
+    from pmpo_ray.jobs import SuiteConfig
     from pmpo_ray.pmpo.rounds import combine_requests
     from pmpo_ray.pmpo.task_run import TaskRun
-    from pmpo_ray.suite.config import SuiteConfig
     from pmpo_ray.tasks.task import load_task
 
     suite = load_config(SuiteConfig, "pipelines/suites/demo.yaml")

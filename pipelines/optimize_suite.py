@@ -9,21 +9,14 @@ is `pmpo_ray.optimize_suite`; this file only reads the command line (`pmpo suite
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
-from pmpo_ray.cli import run_command
+from pmpo_ray.cli import job_entrypoint
 from pmpo_ray.commands import suite
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path, help="suite YAML")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log engine progress")
-    suite.add_options(parser)
-    args = parser.parse_args(argv)
-    return run_command("optimize_suite", suite.run, args, quiet_engines="ERROR")
+    return job_entrypoint("optimize_suite", suite, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def suite_config(
 ):
     """Scorer and rewriter pools of R replicas each, or with `shared` one scorer pool that
     also generates."""
-    from pmpo_ray.suite.config import SuiteConfig
+    from pmpo_ray.jobs import SuiteConfig
 
     config = {
         "name": f"bench-scale-{len(tasks)}",

@@ -7,13 +7,16 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from pmpo_ray.commands import evaluate, model, optimize, report, score, suite
+from pmpo_ray.commands import evaluate, model, optimize, report, score, study, suite
 from pmpo_ray.config import format_validation_error
+from pmpo_ray.engines.models import ModelNotFoundError
+from pmpo_ray.errors import PoolDownError, ReplicaError, is_from_ray, one_line
 
-COMMANDS = (score, optimize, suite, evaluate, model, report)
+COMMANDS = (score, optimize, suite, study, evaluate, model, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(name: str, run, args, quiet_engines: str = "WARNING") -> int:
     """Run one command: user errors print one line and exit 2, never a traceback."""
-    from pmpo_ray.engines.models import ModelNotFoundError
 
     if not args.verbose:  # vLLM logs every engine step at INFO; users want the results
         os.environ.setdefault("VLLM_LOGGING_LEVEL", quiet_engines)
@@ -51,7 +53,6 @@ def error_line(error: Exception, user_errors: tuple) -> tuple[str, bool]:
     the user's (bad input, also from inside a replica), a pool left without replicas, and
     anything raised inside Ray (its root cause; the full trace in a log file). Anything else
     is a bug: re-raised."""
-    from pmpo_ray.errors import PoolDownError, ReplicaError, is_from_ray, one_line
 
     if isinstance(error, user_errors) and not is_from_ray(error):  # Ray's wrapper of a
         return str(error), True  # ValueError is a ValueError too, with pages of text
@@ -74,10 +75,24 @@ def flag_validation_message(error: ValidationError, args: argparse.Namespace) ->
     return format_validation_error(error, "command line", flags)
 
 
+def job_entrypoint(name: str, command, description: str, argv: list[str] | None) -> int:
+    """A `ray job submit` entrypoint (pipelines/): the options of `command` (a module of
+    commands/, with `add_options` and `run`) with its config file as --config."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--config", required=True, type=Path, help=f"{command.__name__.rsplit('.', 1)[-1]} YAML"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log engine progress")
+    command.add_options(parser)
+    args = parser.parse_args(argv)
+    # every replica repeats vLLM's CPU-setup warnings; errors still show
+    return run_command(name, command.run, args, quiet_engines="ERROR")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # every suite replica repeats vLLM's CPU-setup warnings; errors still show
-    quiet = "ERROR" if args.command == "suite" else "WARNING"
+    quiet = "ERROR" if args.command in ("suite", "study") else "WARNING"
     return run_command(f"pmpo {args.command}", args.run, args, quiet_engines=quiet)
 
 

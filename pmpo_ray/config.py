@@ -8,6 +8,8 @@ from typing import Any, Literal, Mapping, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pmpo_ray.store import read_user_text
+
 DEFAULT_MODEL = "default"
 Config = TypeVar("Config", bound="FrozenConfig")
 
@@ -76,6 +78,16 @@ class EngineSettings(FrozenConfig):
         "every row from scratch (for comparison and debugging; same numbers).",
     )
 
+    # What replicas and pool planning read of every backend's settings besides the fields
+    # (engines/engine.py lists the whole contract). Defaults here, so no caller guesses one.
+
+    @property
+    def loads_model(self) -> bool:
+        """Whether the engine loads a model: False (the simulated backend) means no weights
+        or torch threads in its replica's memory estimate and no window to check rows
+        against before the replicas start."""
+        return True
+
     def gpus_per_engine(self) -> int:
         """GPUs one engine spans (more than one: a tensor-parallel placement group)."""
         return 1
@@ -83,6 +95,12 @@ class EngineSettings(FrozenConfig):
     def process_env(self, on_gpu: bool) -> dict[str, str]:
         """Environment variables the engine reads at start, set on its replica process."""
         return {}
+
+    def cpu_kv_cache_gib(self, model_folder: str | None) -> int:
+        """KV cache the engine allocates up front on CPU, whole GiB, for the model in
+        `model_folder` (counted in its replica's memory estimate); 0: none (transformers
+        allocates per batch)."""
+        return 0
 
 
 class ReplicaConfig(FrozenConfig):
@@ -226,12 +244,9 @@ def as_config(
 
 def read_yaml_mapping(path: Path) -> dict:
     """A YAML file whose top level is a mapping; every failure names the file."""
+    text = read_user_text(path, f"config {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise ValueError(f"config {path}: cannot read ({error.strerror})") from error
-    except UnicodeDecodeError as error:
-        raise ValueError(f"config {path}: not UTF-8 text (byte {error.start})") from None
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"config {path}: not valid YAML ({error})") from error
     if not isinstance(raw, dict):

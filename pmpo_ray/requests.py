@@ -12,11 +12,12 @@ prefix and the optimizer can aggregate per candidate without parsing text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
 import pyarrow as pa
+
+from pmpo_ray.tasks.example import Example
 
 SCORE_REQUEST_SCHEMA = pa.schema(
     [
@@ -74,24 +75,6 @@ CHAT_COLUMNS = ("prompt", "role", "input")
 REQUIRED_SCORE_COLUMNS = ("request_id", *CHAT_COLUMNS, "continuation")
 REQUIRED_GENERATE_COLUMNS = ("request_id", *CHAT_COLUMNS)
 Role = Literal["system", "user", "raw"]
-
-
-@dataclass(frozen=True)
-class Example:
-    """One labelled example: `target` is the reference (or chosen) answer; `rejected` holds
-    distractor options or rejected answers, scored only by the preference objective.
-    `answer` is what held-out accuracy compares a generated answer with (GSM8K: the final
-    number, while `target` is the whole worked solution); empty means `target`."""
-
-    example_id: str
-    input: str
-    target: str
-    rejected: tuple[str, ...] = ()
-    answer: str = ""
-
-    @property
-    def gold_answer(self) -> str:
-        return self.answer or self.target
 
 
 def score_requests(

@@ -1,5 +1,6 @@
-"""Write results so a crash never leaves a half-written file (temp file, then rename), check
-before the work that they can be written, and keep them somewhere when they still cannot."""
+"""Read a user's file with the file named in every error; write results so a crash never
+leaves a half-written file (temp file, then rename), check before the work that they can be
+written, and keep them somewhere when they still cannot."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+
+def read_user_text(path: Path | str, what: str | None = None) -> str:
+    """The UTF-8 text of a file the user named; a missing, unreadable or non-UTF-8 file is a
+    one-line ValueError that names it (as `what`, e.g. "config x.yaml", else its path)."""
+    name = what or str(path)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{name}: missing") from None
+    except OSError as error:
+        raise ValueError(f"{name}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError as error:  # a binary or damaged file
+        raise ValueError(f"{name}: not UTF-8 text (byte {error.start})") from None
 
 
 def check_writable(path: Path | str) -> None:

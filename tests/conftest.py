@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
 
 SAMPLES = SAMPLES_DIR / "bbh"

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pmpo_ray.requests import Example, score_requests
+from pmpo_ray.requests import score_requests
+from pmpo_ray.tasks.example import Example
 from tests.fakes import FakeEngine, scripted_rewrites
 
 # One small built-in task and one short round, for commands that must fail before the work.
@@ -102,7 +103,7 @@ def folder_bytes(folder: Path, skip: str | None = None) -> dict[str, bytes]:
 
 def finished_task_run(folder: Path) -> Path:
     """A `pmpo optimize` run folder of SMALL_TASK (one round, the scripted engine) at `folder`."""
-    from pmpo_ray.pmpo.config import OptimizeJobConfig
+    from pmpo_ray.jobs import OptimizeJobConfig
     from pmpo_ray.pmpo.rounds import run_rounds
     from pmpo_ray.pmpo.task_run import TaskRun
     from pmpo_ray.run_folder.write import write_task_run
@@ -113,6 +114,21 @@ def finished_task_run(folder: Path) -> Path:
     run = TaskRun(
         load_task(config.task), config.optimizer, engine.count_tokens, config.prompt_format
     )
-    [result] = run_rounds([run], generator=engine, scorer=engine)
+    [result] = run_rounds([run], rewriter=engine, scorer=engine)
     write_task_run(result, folder, config)
     return folder
+
+
+# Every module that opens engines by name (imports are at module level, so each holds its own
+# reference): a test that must fail before engines start replaces all of them.
+ENGINE_OPENERS = (
+    "pmpo_ray.engines.client",
+    "pmpo_ray.api",
+    "pmpo_ray.commands.score",
+    "pmpo_ray.suite.run",
+)
+
+
+def replace_open_engines(monkeypatch, replacement) -> None:
+    for module in ENGINE_OPENERS:
+        monkeypatch.setattr(f"{module}.open_engines", replacement)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from functools import partial
 
 import numpy as np
 
@@ -118,13 +119,42 @@ def scripted_rewrites(context, seed, index):
     return f"Analysis. <prompt>Read carefully {seed % 1000}-{index}.</prompt>"
 
 
+class ReplicaScript:
+    """The engine contract (engines/engine.py) over a FakeReplica's scripted calls: preparing
+    a call keeps its requests, running it answers with the replica's `scripted_*` method."""
+
+    model_path = "fake"
+
+    def __init__(self, replica: "FakeReplica"):
+        self.replica = replica
+
+    def prepare_score(self, requests, with_token_logprobs=False, *, share_prefixes=None):
+        return partial(self.replica.scripted_score, requests)
+
+    def prepare_generate(self, requests):
+        return partial(self.replica.scripted_generate, requests)
+
+    def run(self, prepared):
+        return prepared()
+
+    def count_tokens(self, texts):
+        return self.replica.script.count_tokens(texts)
+
+    def engine_died(self, error):
+        return False
+
+    def close(self):
+        pass
+
+
 class FakeReplica(EngineReplica):
-    """An engine replica holding a FakeEngine, with an optional delay per call: the real
-    replica's actor methods (`call`, failover, work counting) around a scripted engine."""
+    """An engine replica holding a FakeEngine script, with an optional delay per call: the
+    real replica's actor methods (typed calls, failover, work counting) around a scripted
+    engine. Subclasses change `scripted_score` / `scripted_generate`."""
 
     def __init__(self, engine=None, prompt_format=None, cpu_threads=1, delay_seconds=0.0):
-        self.engine = FakeEngine(scripted_rewrites)
-        self.engine.model_path = "fake"
+        self.script = FakeEngine(scripted_rewrites)
+        self.engine = ReplicaScript(self)
         self.delay_seconds = delay_seconds
         self.engine_lock, self.prepare_lock = threading.Lock(), threading.Lock()
 
@@ -136,13 +166,13 @@ class FakeReplica(EngineReplica):
 
         return ray.get_runtime_context().get_node_id()
 
-    def score(self, requests, with_token_logprobs=False):
+    def scripted_score(self, requests):
         time.sleep(self.delay_seconds)
-        return self.engine.score(requests)
+        return self.script.score(requests)
 
-    def generate(self, requests):
+    def scripted_generate(self, requests):
         time.sleep(self.delay_seconds)
-        return self.engine.generate(requests)
+        return self.script.generate(requests)
 
     def close(self):
         pass
@@ -157,8 +187,7 @@ class RewriterReplica(FakeReplica):
 
     def __init__(self, engine=None, prompt_format=None, cpu_threads=1):
         super().__init__(engine, prompt_format, cpu_threads)
-        self.engine = FakeEngine(rewriter_says)
-        self.engine.model_path = "rewriter"
+        self.script = FakeEngine(rewriter_says)
 
 
 class StalledFakeReplica(FakeReplica):
@@ -222,7 +251,7 @@ class SlowFakeReplica(FakeReplica):
 class FailingFakeReplica(FakeReplica):
     """Scoring raises what the request's task id names: a user error or an engine bug."""
 
-    def score(self, requests, with_token_logprobs=False):
+    def scripted_score(self, requests):
         task_id = requests.column("task_id")[0].as_py()
         if task_id == "too-long":
             raise ValueError("task too-long, example 3: 2100 tokens, over the model's window")
@@ -232,10 +261,10 @@ class FailingFakeReplica(FakeReplica):
 class PoisonedFakeReplica(FakeReplica):
     """Dies (its process ends, as in an out-of-memory kill) on the batch holding request 0."""
 
-    def score(self, requests, with_token_logprobs=False):
+    def scripted_score(self, requests):
         if 0 in requests.column("request_id").to_pylist():
             os._exit(1)
-        return super().score(requests, with_token_logprobs)
+        return super().scripted_score(requests)
 
 
 class PlacedFakeReplica(FakeReplica):
@@ -277,9 +306,9 @@ class PlacedFakeReplica(FakeReplica):
         ]
         return ray.get(refs)
 
-    def score(self, requests, with_token_logprobs=False):
+    def scripted_score(self, requests):
         self.served_ids.extend(requests.column("request_id").to_pylist())
-        return super().score(requests, with_token_logprobs)
+        return super().scripted_score(requests)
 
     def served(self) -> list[int]:
         return list(self.served_ids)

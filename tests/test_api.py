@@ -8,7 +8,7 @@ import pytest
 import pmpo_ray
 from pmpo_ray import OptimizerConfig, TaskConfig
 from pmpo_ray.config import as_config
-from pmpo_ray.suite.config import SuiteConfig
+from pmpo_ray.jobs import SuiteConfig
 from tests.fakes import FakeEngine, scripted_rewrites
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def test_task_config_with_optimizer_as_a_mapping():
     )
     assert result.task_id == "sports" and len(result.history) == 1
     assert len(result.history[0].hard_cases["init"]) == 2
-    assert result.budget.forward_passes == sum(engine.score_calls)
+    assert result.work.forward_passes == sum(engine.score_calls)
 
 
 def test_job_yaml_supplies_the_optimizer(tmp_path):
@@ -55,8 +55,12 @@ def test_loaded_task_and_rounds_callback():
 
 
 def test_engines_of_the_wrong_kind_are_refused():
-    with pytest.raises(TypeError, match="engines must be an engine client .* got str"):
+    with pytest.raises(TypeError, match="engines must be an open engine client .* got str"):
         pmpo_ray.optimize(TASK, optimizer={"iterations": 1}, engines="vllm")
+    with pytest.raises(TypeError, match="scorer must be a PoolConfig or an engine config"):
+        pmpo_ray.optimize(TASK, optimizer={"iterations": 1}, scorer="vllm")
+    with pytest.raises(TypeError, match="either engines .* or pools to open, not both"):
+        pmpo_ray.optimize(TASK, engines=FakeEngine(None), scorer=pmpo_ray.PoolConfig())
 
 
 def test_bad_optimizer_value_names_the_field():

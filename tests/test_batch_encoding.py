@@ -15,7 +15,8 @@ from pmpo_ray.engines.generation import prompt_token_ids
 from pmpo_ray.engines.scoring import describe_row, encode_table
 from pmpo_ray.engines.simulated_engine import WordTokenizer
 from pmpo_ray.engines.tokenization import RequestTooLongError, encode_pair, fit_to_window
-from pmpo_ray.requests import Example, generate_requests, score_requests
+from pmpo_ray.requests import generate_requests, score_requests
+from pmpo_ray.tasks.example import Example
 from tests.conftest import bbh_examples
 
 OTHER_TEMPLATE = (  # tests/test_chat_templates.py's: no special tokens at all

@@ -77,7 +77,7 @@ def test_three_tasks_of_the_local_suite_optimize_from_the_folder(
         assert result["iterations"] == 1, result
         assert math.isfinite(result["initial_loss"]) and math.isfinite(result["best_loss"])
         assert result["best_loss"] <= result["initial_loss"]
-        assert result["budget"]["forward_passes"] > 0
+        assert result["work"]["forward_passes"] > 0
         job = yaml.safe_load((folder / "config.yaml").read_text())
         assert job["task"]["data"] == str(DATA / f"{name}.json")  # read from the folder
     skipped = json.loads((out / "tasks" / "movie_recommendation" / "result.json").read_text())

@@ -14,7 +14,8 @@ from pmpo_ray.engines.chat import render_context
 from pmpo_ray.engines.hf_engine import HfConfig
 from pmpo_ray.engines.in_process import InProcessClient
 from pmpo_ray.engines.registry import PoolConfig, build_engine
-from pmpo_ray.requests import Example, generate_requests, score_requests
+from pmpo_ray.requests import generate_requests, score_requests
+from pmpo_ray.tasks.example import Example
 
 pytestmark = pytest.mark.engine
 

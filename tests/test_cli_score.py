@@ -26,7 +26,7 @@ def test_bad_data_fails_before_loading_a_model_and_writes_nothing(tmp_path, caps
 
 def test_unknown_backend_in_config_names_the_field(tmp_path, capsys):
     config = tmp_path / "c.yaml"
-    config.write_text("engine:\n  backend: tgi\n")
+    config.write_text("scorer:\n  engine:\n    backend: tgi\n")
     code = main(
         [
             "score",
@@ -41,7 +41,7 @@ def test_unknown_backend_in_config_names_the_field(tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "field 'engine.backend'" in capsys.readouterr().err
+    assert "field 'scorer.engine.backend'" in capsys.readouterr().err
 
 
 def test_unknown_backend_flag_is_rejected():

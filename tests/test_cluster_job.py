@@ -163,7 +163,7 @@ def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
 
 def check_evaluation_and_report(out):
     """The job's held-out evaluation (real model), then `pmpo report` on its folder."""
-    from pmpo_ray.reports.browser_check import check_page
+    from tests.browser_check import check_page
 
     for task_id in ("navigate", "sports_understanding"):
         evaluation = json.loads((out / "tasks" / task_id / "evaluation.json").read_text())

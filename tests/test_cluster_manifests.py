@@ -16,7 +16,7 @@ import yaml
 
 from pmpo_ray.config import load_config
 from pmpo_ray.engines.registry import PoolConfig
-from pmpo_ray.suite.config import SuiteConfig
+from pmpo_ray.jobs import SuiteConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"

@@ -13,7 +13,7 @@ import yaml
 import pmpo_ray
 from pmpo_ray.commands.suite import suite_config as cli_suite_config
 from pmpo_ray.config import as_config
-from pmpo_ray.suite.config import SuiteConfig
+from pmpo_ray.jobs import SuiteConfig
 from pmpo_ray.tasks.example_files import SAMPLES_DIR
 from tests.failures import FailingEngine, suite_config
 

@@ -8,7 +8,8 @@ import pytest
 
 from pmpo_ray.config import PromptFormat
 from pmpo_ray.engines.tokenization import RequestTooLongError
-from pmpo_ray.requests import Example, generate_requests, score_requests
+from pmpo_ray.requests import generate_requests, score_requests
+from pmpo_ray.tasks.example import Example
 from tests.conftest import bbh_examples
 
 pytestmark = pytest.mark.engine

@@ -7,14 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmpo_ray.evaluation.evaluate_run import evaluate_run, with_overrides
-from pmpo_ray.pmpo.config import OptimizeJobConfig
+from pmpo_ray.jobs import OptimizeJobConfig, SuiteConfig, task_job_config
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.run_folder.from_results import run_folder_from_results
 from pmpo_ray.run_folder.read import read_run_folder
-from pmpo_ray.run_folder.task_config import task_job_config
 from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks, write_task_run
-from pmpo_ray.suite.config import SuiteConfig
 from pmpo_ray.tasks.task import load_task
 from tests.fakes import FakeEngine, scripted_rewrites
 
@@ -46,7 +44,7 @@ def optimized(config: OptimizeJobConfig, engine):
     run = TaskRun(
         load_task(config.task), config.optimizer, engine.count_tokens, config.prompt_format
     )
-    [result] = run_rounds([run], generator=engine, scorer=engine)
+    [result] = run_rounds([run], rewriter=engine, scorer=engine)
     return result
 
 
@@ -116,7 +114,7 @@ def test_suite_tasks_each_take_one_scoring_and_one_generation_call(tmp_path, sou
         TaskRun(load_task(job.task), job.optimizer, engine.count_tokens, job.prompt_format)
         for job in jobs
     ]
-    results = run_rounds(runs, generator=engine, scorer=engine)
+    results = run_rounds(runs, rewriter=engine, scorer=engine)
     out = tmp_path / "suite"
     write_suite_tasks(out, results, jobs)
     write_suite_summary(out, config.model_dump(mode="json"), results)
@@ -161,7 +159,7 @@ def test_pmpo_evaluate_command_with_the_real_model(tmp_path, capsys):
     from pmpo_ray.cli import main
 
     config = OptimizeJobConfig.model_validate(
-        {"task": NAVIGATE, "optimizer": OPTIMIZER, "scorer": {"backend": "hf"}}
+        {"task": NAVIGATE, "optimizer": OPTIMIZER, "scorer": {"engine": {"backend": "hf"}}}
     )
     result = optimized(config, FakeEngine(answers_yes_when_careful))
     write_task_run(result, tmp_path / "run", config)

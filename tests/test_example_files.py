@@ -36,7 +36,7 @@ def test_bad_rows_are_named(tmp_path, content, message):
 
 
 def test_unreadable_file(tmp_path):
-    with pytest.raises(DataError, match=r"missing.jsonl: cannot read"):
+    with pytest.raises(DataError, match=r"missing.jsonl: missing"):
         load_examples(tmp_path / "missing.jsonl")
 
 

@@ -56,7 +56,7 @@ BROKEN_SUITES = {
     ),
     "missing-data": (
         {"name": "s", "tasks": [{"task": TASK | {"data": "/nonexistent/d.jsonl"}}]},
-        "/nonexistent/d.jsonl: cannot read",
+        "/nonexistent/d.jsonl: missing",
     ),
     "bad-row": (
         {"name": "s", "tasks": [{"task": TASK | {"data": "{data}", "format": "multiple_choice"}}]},
@@ -89,7 +89,10 @@ def test_broken_suite_fails_without_heavy_imports(tmp_path, entry, case):
         (["optimize", "{job}", "--out", "{tmp}/run", "--iterations", "-1"], "--iterations"),
         (["optimize", "{job}", "--out", "{tmp}/no/run"], "does not exist"),
         (["suite", "{suite}", "--out", "{tmp}/no/out"], "does not exist"),
-        (["score", "--prompt", "p", "--data", "{tmp}/none.jsonl", "--out", "{tmp}/s.pq"], "read"),
+        (
+            ["score", "--prompt", "p", "--data", "{tmp}/none.jsonl", "--out", "{tmp}/s.pq"],
+            "missing",
+        ),
         (["evaluate", "{tmp}/no-run"], "no such run folder"),
         (["report", "{tmp}/no-run"], "no such run folder"),
     ],

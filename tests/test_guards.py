@@ -14,7 +14,7 @@ from pmpo_ray.pmpo.guards import (
     option_share,
 )
 from pmpo_ray.pmpo.rewrite import REJECTION_REASONS, Vetted, vet_rewrite
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.example_files import load_examples
 
 FORMATS = {

@@ -32,7 +32,7 @@ def run_with_checkpoints(out, runs, *, cohorts=2, crash_at=None, rounds_done=0, 
     with manager:  # the rounds that finished are on disk when it returns, or raises
         return run_rounds(
             runs,
-            generator=client,
+            rewriter=client,
             scorer=client,
             on_round=on_round,
             cohorts=cohorts,
@@ -106,7 +106,7 @@ def test_entries_replay_to_the_snapshot():
             assert "history" not in entry and "lineage" not in entry
         written = run.state
 
-    run_rounds([run], generator=client, scorer=client, on_round=record)
+    run_rounds([run], rewriter=client, scorer=client, on_round=record)
     assert len(states) >= 3
 
 
@@ -126,11 +126,11 @@ def test_files_are_byte_for_byte_what_whole_snapshot_diffs_wrote(tmp_path, cohor
 
     client = overlapping_client()
     with manager:
-        run_rounds(runs, generator=client, scorer=client, on_round=both, cohorts=cohorts)
+        run_rounds(runs, rewriter=client, scorer=client, on_round=both, cohorts=cohorts)
     assert len(reference.texts) >= 8
     assert round_texts(tmp_path) == reference.texts
     later = "".join(text for index, text in reference.texts.items() if index > 1)
-    for key in ("history+", "lineage+", "scored_texts+", "population", "analyses", "budget"):
+    for key in ("history+", "lineage+", "scored_texts+", "population", "masking_results", "work"):
         assert f'"{key}"' in later  # every kind of change was compared
 
 
@@ -149,9 +149,7 @@ def test_files_after_a_resume_are_byte_for_byte_the_reference(tmp_path):
 
     client = overlapping_client()
     with manager:
-        run_rounds(
-            runs, generator=client, scorer=client, on_round=both, rounds_done=done, cohorts=2
-        )
+        run_rounds(runs, rewriter=client, scorer=client, on_round=both, rounds_done=done, cohorts=2)
     assert len(reference.texts) >= 4
     assert {i: t for i, t in round_texts(tmp_path).items() if i > done} == reference.texts
 
@@ -177,27 +175,6 @@ def test_a_run_in_cohorts_resumes_from_any_round_to_the_same_results(tmp_path, c
     assert [comparable(r) for r in results] == baseline(5)
     rounds = [json.loads(line)["round"] for line in layout.rounds_log_path(tmp_path).open()]
     assert rounds == list(range(1, len(rounds) + 1))
-
-
-def test_whole_state_checkpoints_of_older_versions_resume(tmp_path):
-    runs = make_runs(3)
-    fingerprints = SuiteCheckpoints(runs, tmp_path).fingerprints
-
-    def whole_state(index, advanced, stats):  # as checkpoints were written before
-        state = {
-            "round": index,
-            "fingerprints": fingerprints,
-            "tasks": {r.task.task_id: {"iterations": len(r.history), **snapshot(r)} for r in runs},
-        }
-        layout.state_path(tmp_path, index).write_text(json.dumps(state))
-        if index == 3:
-            raise Crash("stopped")
-
-    engine = FakeEngine(scripted_rewrites)
-    with pytest.raises(Crash):
-        run_rounds(runs, generator=engine, scorer=engine, on_round=whole_state)
-    assert not layout.state_run_path(tmp_path).exists()
-    assert [comparable(r) for r in resume(tmp_path, 3)] == baseline(3)
 
 
 def test_a_missing_round_ends_the_replay_and_later_rounds_are_run_again(tmp_path, capsys):

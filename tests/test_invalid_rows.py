@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pmpo_ray.pmpo.config import OptimizeJobConfig
+from pmpo_ray.jobs import OptimizeJobConfig
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.run_folder.write import write_task_run
@@ -100,7 +100,7 @@ def test_skipped_counts_reach_result_json(tmp_path):
     engine = FakeEngine(scripted_rewrites)
     task = load_task(config.task)
     run = TaskRun(task, config.optimizer, engine.count_tokens, config.prompt_format)
-    [result] = run_rounds([run], generator=engine, scorer=engine)
+    [result] = run_rounds([run], rewriter=engine, scorer=engine)
     write_task_run(result, tmp_path / "run", config)
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["skipped_rows"] == {"target matches no option": 2}
@@ -119,7 +119,7 @@ def test_a_task_run_folder_gets_the_mode_mkdir_would_give(tmp_path):
     run = TaskRun(
         load_task(config.task), config.optimizer, engine.count_tokens, config.prompt_format
     )
-    [result] = run_rounds([run], generator=engine, scorer=engine)
+    [result] = run_rounds([run], rewriter=engine, scorer=engine)
     old = os.umask(0o022)
     try:
         write_task_run(result, tmp_path / "run", config)

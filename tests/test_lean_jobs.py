@@ -27,7 +27,7 @@ from tests.fakes import (
 
 def test_a_replica_sends_back_ids_and_result_columns_only():
     table = scoring_table(6)
-    lean, work = FakeReplica().call("score", table)
+    lean, work = FakeReplica().score(table)
     assert lean.column_names == ["request_id", *(f.name for f in SCORE_RESULT_FIELDS)]
     assert lean.column("request_id").to_pylist() == table.column("request_id").to_pylist()
     assert work["calls"] == 1 and work["rows"] == 12

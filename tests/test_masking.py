@@ -6,10 +6,10 @@ from pmpo_ray.pmpo.masking import (
     MASK_TOKEN,
     MAX_UNITS,
     Segmentation,
-    ablation_deltas,
+    mask_deltas,
     masked_prompt,
     parse_mask_units,
-    render_analysis,
+    render_masking,
     segment,
     segmentation_request,
     sentence_spans,
@@ -202,12 +202,12 @@ def test_masked_prompt_replaces_exactly_the_span():
 
 
 def test_ablation_deltas_are_masked_minus_base():
-    assert ablation_deltas(1.0, [1.5, 0.75, 1.005]) == pytest.approx((0.5, -0.25, 0.005))
-    assert ablation_deltas(2.0, []) == ()
+    assert mask_deltas(1.0, [1.5, 0.75, 1.005]) == pytest.approx((0.5, -0.25, 0.005))
+    assert mask_deltas(2.0, []) == ()
 
 
 def test_render_analysis_labels_each_unit():
-    lines = render_analysis(["A.", "B.", "C.", "D."], [0.231, -0.052, 0.003, -0.01]).splitlines()
+    lines = render_masking(["A.", "B.", "C.", "D."], [0.231, -0.052, 0.003, -0.01]).splitlines()
     assert lines == [
         '- "A." helps (removing it raises the loss by 0.231)',
         '- "B." hurts (removing it lowers the loss by 0.052)',
@@ -217,21 +217,21 @@ def test_render_analysis_labels_each_unit():
 
 
 def test_render_analysis_tolerance_and_layout():
-    assert "neutral" in render_analysis(["A."], [0.05], neutral_tolerance=0.1)
-    assert "helps" in render_analysis(["A."], [0.05], neutral_tolerance=0.01)
-    text = render_analysis(["Line one.\nLine two."], [0.5])
+    assert "neutral" in render_masking(["A."], [0.05], neutral_tolerance=0.1)
+    assert "helps" in render_masking(["A."], [0.05], neutral_tolerance=0.01)
+    text = render_masking(["Line one.\nLine two."], [0.5])
     assert text == '- "Line one. Line two." helps (removing it raises the loss by 0.500)'
 
 
 def test_render_analysis_does_not_call_an_unscored_unit_harmful():
-    text = render_analysis(["A."], [math.nan])
+    text = render_masking(["A."], [math.nan])
     assert "unmeasured" in text and "hurts" not in text
 
 
 def test_render_analysis_without_units_and_length_mismatch():
-    assert "No removable units" in render_analysis([], [])
+    assert "No removable units" in render_masking([], [])
     with pytest.raises(ValueError, match="2 units but 1 deltas"):
-        render_analysis(["A", "B"], [0.1])
+        render_masking(["A", "B"], [0.1])
 
 
 # ----- segmentation_request --------------------------------------------------------------------

@@ -21,7 +21,7 @@ from tests.fakes import FakeEngine, SlowFakeReplica, scripted_rewrites
 from tests.ray_clusters import loopback_cluster
 
 pytestmark = pytest.mark.ray
-ROUND_SECONDS = {"generation_seconds": 1.0, "scoring_seconds": 2.0}
+ROUND_SECONDS = {"generation_seconds": 1.0, "scoring_seconds": 2.0, "wall_seconds": 3.0}
 
 
 @pytest.fixture

@@ -34,9 +34,9 @@ def test_two_iterations_on_navigate(vllm_engine):
     for record in result.history:
         assert len(record.candidates) + len(record.rejected) == len(record.parent_ids) * (1 + 2 * 3)
         assert all(math.isfinite(c.loss) and c.loss > 0 for c in record.candidates)
-        assert record.analyses and record.analyses[0].method in ("model", "sentences")
-        assert record.budget.generation_requests > 0 and record.budget.tokens_generated > 0
-    assert result.budget.forward_passes >= 2 * len(task.train)  # the initial prompt, its masks
+        assert record.masking_results and record.masking_results[0].method in ("model", "sentences")
+        assert record.work.generation_requests > 0 and record.work.tokens_generated > 0
+    assert result.work.forward_passes >= 2 * len(task.train)  # the initial prompt, its masks
     for candidate_id, parent in result.lineage.items():
         assert parent is None or parent in result.lineage
     # greedy selection keeps the lowest loss ever scored

@@ -9,8 +9,8 @@ from pmpo_ray.config import PromptFormat
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.requests import Example
 from pmpo_ray.tasks.config import TaskConfig
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.formats import DataError
 from pmpo_ray.tasks.task import Task, load_task
 from tests.fakes import FakeEngine, scripted_rewrites
@@ -44,14 +44,14 @@ def test_two_iterations_record_everything_and_improve():
     variants = [c for c in first.candidates if c.candidate_id not in first.parent_ids]
     assert len(variants) == 3 * 4
     assert all(math.isfinite(c.loss) for c in first.candidates)
-    assert first.analyses[0].units == ("Think.",)
-    assert first.analyses[0].method == "model"
+    assert first.masking_results[0].units == ("Think.",)
+    assert first.masking_results[0].method == "model"
     for candidate_id, parent in result.lineage.items():
         assert parent is None or parent in result.lineage, (
             f"{candidate_id} has unknown parent {parent}"
         )
-    assert result.budget.forward_passes == sum(engine.score_calls)
-    assert result.budget.tokens_generated > 0 and result.budget.tokens_scored > 0
+    assert result.work.forward_passes == sum(engine.score_calls)
+    assert result.work.tokens_generated > 0 and result.work.tokens_scored > 0
 
 
 def test_rounds_make_one_call_per_stage():
@@ -86,7 +86,7 @@ def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_r
         assert len(record.rejected) == 3 * 4
         assert {r.reason for r in record.rejected} == {"no_prompt_tag"}
         assert not record.improved
-    assert result.history[0].analyses[0].method == "sentences"  # segmentation fell back too
+    assert result.history[0].masking_results[0].method == "sentences"  # segmentation fell back too
 
 
 def test_patience_stops_early():
@@ -128,7 +128,7 @@ def test_short_style_prefills_the_tag_and_closes_finished_answers():
 def test_masking_off_skips_analysis_rounds():
     engine = FakeEngine(scripted_rewrites)
     result = optimize_toy(make_task(), engine, use_masking=False)
-    assert result.history[0].analyses[0].text == "(mask analysis disabled)"
+    assert result.history[0].masking_results[0].text == "(mask analysis disabled)"
     assert len(engine.generate_calls) == 2  # rewrites only; the first round generates nothing
 
 
@@ -153,7 +153,7 @@ def test_several_tasks_share_each_engine_call():
         )
         for i in range(3)
     ]
-    results = run_rounds(runs, generator=engine, scorer=engine)
+    results = run_rounds(runs, rewriter=engine, scorer=engine)
     alone = optimize_toy(make_task(task_id="task0"), FakeEngine(scripted_rewrites))
     assert len(engine.score_calls) == 3
     assert [r.task_id for r in results] == ["task0", "task1", "task2"]

@@ -1,8 +1,6 @@
 """Option accuracy (lm-eval's acc / acc_norm) from the held-out scoring pass: which option the
 model scores highest, by total or per-character log-probability; ties count as wrong; null
-for formats without options; old evaluation.json files without it still read."""
-
-import json
+for formats without options."""
 
 import pytest
 
@@ -13,9 +11,7 @@ from pmpo_ray.evaluation.heldout import (
     score_metrics,
 )
 from pmpo_ray.evaluation.option_accuracy import option_accuracy, option_choices
-from pmpo_ray.evaluation.resume import kept_evaluation, lacks_option_accuracy
-from pmpo_ray.requests import Example
-from pmpo_ray.run_folder.evaluation_file import read_evaluation
+from pmpo_ray.tasks.example import Example
 from tests.fakes import FakeEngine
 
 
@@ -109,55 +105,6 @@ def test_formats_without_options_give_null(fmt):
     [metrics] = score_metrics(task, scored).values()
     assert metrics["option_accuracy"] is None and metrics["option_accuracy_norm"] is None
     assert (metrics["pairwise_accuracy"] is None) == (fmt == "supervised")
-
-
-def evaluation_json(fmt="multiple_choice", **option_fields):
-    prompt = {
-        "text": "Answer.",
-        "heldout_ce": 1.0,
-        "heldout_loss": 1.0,
-        "accuracy": 0.5,
-        "pairwise_accuracy": 0.5,
-        "forward_passes": 4,
-        "tokens_scored": 40,
-        "tokens_generated": 8,
-        "seconds": 1.0,
-        **option_fields,
-    }
-    return {
-        "format": fmt,
-        "n_train": 2,
-        "n_heldout": 2,
-        "prompts": [{"name": "initial", **prompt}, {"name": "optimized", **prompt}],
-        "seconds": 2.0,
-        "basis": {"settings": {}},
-    }
-
-
-def test_an_old_evaluation_file_without_option_accuracy_still_reads(tmp_path):
-    path = tmp_path / "evaluation.json"
-    path.write_text(json.dumps(evaluation_json()))
-    score = read_evaluation(path).prompt("optimized")
-    assert score.option_accuracy is None and score.option_accuracy_norm is None
-    assert score.accuracy == 0.5
-
-    path.write_text(json.dumps(evaluation_json(option_accuracy=0.25, option_accuracy_norm=0.75)))
-    score = read_evaluation(path).prompt("optimized")
-    assert (score.option_accuracy, score.option_accuracy_norm) == (0.25, 0.75)
-
-
-def test_an_old_multiple_choice_evaluation_is_evaluated_again(tmp_path):
-    (tmp_path / "predictions.parquet").write_bytes(b"")
-    old = evaluation_json()
-    (tmp_path / "evaluation.json").write_text(json.dumps(old))
-    assert lacks_option_accuracy(old)
-    assert kept_evaluation(tmp_path, old["basis"]) is None  # it would report null
-
-    new = evaluation_json(option_accuracy=None, option_accuracy_norm=None)
-    (tmp_path / "evaluation.json").write_text(json.dumps(new))
-    assert kept_evaluation(tmp_path, new["basis"]) == new
-    other = evaluation_json("supervised")  # nothing new to measure: kept as it is
-    assert not lacks_option_accuracy(other)
 
 
 def test_pmpo_evaluate_prints_option_accuracy_beside_the_others():

@@ -21,7 +21,7 @@ from pmpo_ray.store import (
 )
 from tests.failures import ONE_ROUND as OPTIMIZER
 from tests.failures import SMALL_TASK as TASK
-from tests.failures import finished_task_run
+from tests.failures import finished_task_run, replace_open_engines
 from tests.fakes import FakeEngine, scripted_rewrites
 
 
@@ -51,7 +51,7 @@ def no_engines(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an engine was opened")
 
-    monkeypatch.setattr("pmpo_ray.engines.client.open_engines", refuse)
+    replace_open_engines(monkeypatch, refuse)
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_evaluate_probes_the_task_folder_before_the_engine(tmp_path, monkeypatch
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("pmpo_ray.store._create_beside", refuse)
-    monkeypatch.setattr("pmpo_ray.engines.client.open_engines", refuse)
+    replace_open_engines(monkeypatch, refuse)
     code = main(["evaluate", str(tmp_path / "run")])
     assert code == 2
     assert f"folder {tmp_path / 'run'} is not writable" in capsys.readouterr().err
@@ -156,7 +156,7 @@ def test_optimize_keeps_its_results_when_the_run_folder_cannot_be_written(
 ):
     parent = tmp_path / "runs"
     parent.mkdir()
-    monkeypatch.setattr("pmpo_ray.engines.client.open_engines", fake_engines(parent))
+    replace_open_engines(monkeypatch, fake_engines(parent))
     code = main(["optimize", str(job_yaml), "--out", str(parent / "navigate")])
     assert code == 2
     error = capsys.readouterr().err
@@ -171,8 +171,8 @@ def test_score_keeps_its_table_when_the_output_cannot_be_written(tmp_path, monke
     data.write_text('{"input": "2+2", "target": "4"}\n{"input": "3+3", "target": "6"}\n')
     out_dir = tmp_path / "scores"
     out_dir.mkdir()
-    monkeypatch.setattr("pmpo_ray.engines.client.open_engines", fake_engines(out_dir))
-    monkeypatch.setattr("pmpo_ray.engines.scoring.check_rows_fit", lambda *args: None)
+    replace_open_engines(monkeypatch, fake_engines(out_dir))
+    monkeypatch.setattr("pmpo_ray.commands.score.check_rows_fit", lambda *args: None)
     code = main(["score", "--prompt", "p", "--data", str(data), "--out", str(out_dir / "s.pq")])
     assert code == 2
     error = capsys.readouterr().err

@@ -10,7 +10,7 @@ from pmpo_ray.engines.vllm_engine import VllmConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.rounds import cohort_of, run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.task import Task
 from tests.fakes import FakeEngine, QuickFakeReplica, TimedClient, scripted_rewrites
 from tests.test_resume import comparable
@@ -41,7 +41,7 @@ def make_runs(n_tasks: int, iterations: int = 2, patience: int | None = None) ->
 
 def baseline(n_tasks: int) -> list[dict]:
     engine = FakeEngine(scripted_rewrites)
-    return [comparable(r) for r in run_rounds(make_runs(n_tasks), generator=engine, scorer=engine)]
+    return [comparable(r) for r in run_rounds(make_runs(n_tasks), rewriter=engine, scorer=engine)]
 
 
 def test_cohorts_are_even_blocks_of_the_tasks_in_order():
@@ -52,7 +52,7 @@ def test_cohorts_are_even_blocks_of_the_tasks_in_order():
 
 
 def test_the_suite_overlaps_only_with_a_rewriter_pool_of_its_own():
-    from pmpo_ray.suite.config import SuiteConfig
+    from pmpo_ray.jobs import SuiteConfig
 
     task = {"task": {"name": "t", "data": "builtin:bbh/navigate.json", "initial_prompt": "Go."}}
     shared = SuiteConfig(name="s", tasks=[task])
@@ -70,7 +70,7 @@ def test_cohorts_overlap_stages_and_change_no_result(cohorts):
         rounds.append((index, {int(run.task.task_id[4:]) for run in advanced}, stats))
 
     results = run_rounds(
-        make_runs(6), generator=client, scorer=client, cohorts=cohorts, on_round=record
+        make_runs(6), rewriter=client, scorer=client, cohorts=cohorts, on_round=record
     )
     assert [comparable(r) for r in results] == baseline(6)
     assert client.overlapped()
@@ -95,7 +95,7 @@ def test_one_cohort_runs_each_stage_for_all_tasks_in_one_call():
         assert all(run.done for run in runs if run not in advanced)
         played.append(len(advanced))
 
-    results = run_rounds(runs, generator=client, scorer=client, cohorts=1, on_round=check)
+    results = run_rounds(runs, rewriter=client, scorer=client, cohorts=1, on_round=check)
     assert [comparable(r) for r in results] == baseline(4)
     assert not client.overlapped()
     assert played[0] == 4 and played == sorted(played, reverse=True)
@@ -109,7 +109,7 @@ def test_clients_that_cannot_overlap_are_called_in_turn_from_this_thread():
     played = []
     results = run_rounds(
         make_runs(4),
-        generator=client,
+        rewriter=client,
         scorer=client,
         cohorts=2,
         on_round=lambda index, advanced, stats: played.append(len(advanced)),
@@ -130,7 +130,7 @@ def test_an_engine_error_in_one_cohort_ends_the_run_after_the_other_job_returns(
 
     engine = Failing(scripted_rewrites)
     with pytest.raises(RuntimeError, match="engine lost"):
-        run_rounds(make_runs(4), generator=engine, scorer=engine, cohorts=2)
+        run_rounds(make_runs(4), rewriter=engine, scorer=engine, cohorts=2)
 
 
 @pytest.mark.ray
@@ -147,7 +147,7 @@ def test_on_ray_pools_overlap_and_results_match(local_ray, separate_rewriter):
     client = RayDataClient(scorer, rewriter)
     try:
         timed = TimedClient(client)
-        results = run_rounds(make_runs(4), generator=timed, scorer=timed, cohorts=2)
+        results = run_rounds(make_runs(4), rewriter=timed, scorer=timed, cohorts=2)
         assert [comparable(r) for r in results] == baseline(4)
         assert timed.overlapped()
         totals = client.stats()

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pmpo_ray.requests import Example, score_requests
+from pmpo_ray.requests import score_requests
+from pmpo_ray.tasks.example import Example
 from tests.conftest import bbh_examples
 
 pytestmark = pytest.mark.engine

@@ -21,7 +21,7 @@ def test_readme_notebook_example_runs(capsys):
     result = namespace["result"]
     assert len(result.history) == 1
     assert result.best.loss <= result.initial.loss
-    assert result.budget.forward_passes > 0 and result.budget.tokens_generated > 0
+    assert result.work.forward_passes > 0 and result.work.tokens_generated > 0
     assert f"{result.initial.loss:.3f} -> {result.best.loss:.3f}" in capsys.readouterr().out
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from pmpo_ray.cli import main
-from pmpo_ray.pmpo.config import OptimizeJobConfig
+from pmpo_ray.jobs import OptimizeJobConfig
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.reports.build import write_report
 from pmpo_ray.reports.prompt_diff import markdown_diff, word_diff
-from pmpo_ray.requests import Example
 from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks, write_task_run
 from pmpo_ray.suite.checkpoints import SuiteCheckpoints
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.task import Task
 from tests.fakes import FakeEngine, scripted_rewrites
 
@@ -55,7 +55,7 @@ def make_suite(out: Path, tasks) -> Path:
         for task, job in zip(tasks, jobs)
     ]
     with SuiteCheckpoints(runs, out) as checkpoints:  # writes rounds.jsonl
-        results = run_rounds(runs, generator=engine, scorer=engine, on_round=checkpoints.on_round)
+        results = run_rounds(runs, rewriter=engine, scorer=engine, on_round=checkpoints.on_round)
     write_suite_tasks(out, results, jobs)
     write_suite_summary(out, {"name": "test"}, results)
     return out
@@ -65,7 +65,7 @@ def make_single(out: Path, task) -> Path:
     engine = FakeEngine(scripted_rewrites)
     job = job_config(task)
     run = TaskRun(task, job.optimizer, engine.count_tokens, job.prompt_format)
-    [result] = run_rounds([run], generator=engine, scorer=engine)
+    [result] = run_rounds([run], rewriter=engine, scorer=engine)
     write_task_run(result, out, job)
     return out
 
@@ -82,6 +82,8 @@ def prompt_entry(name, text, ce, accuracy, pairwise):
         "tokens_scored": 1000,
         "tokens_generated": 0 if accuracy is None else 300,
         "seconds": 1.5,
+        "option_accuracy": None,
+        "option_accuracy_norm": None,
     }
 
 
@@ -109,10 +111,12 @@ def write_evaluation(folder: Path, fmt="supervised") -> dict:
             "candidates_scored": 13,
             "train_examples": 6,
             "mean_answer_tokens": 12.5,
+            "answer_length_from": "answers",
             "generated_tokens": 975,
             "loss_based_tokens_generated": 130,
         },
         "seconds": 6.0,
+        "basis": {},
     }
     (folder / "evaluation.json").write_text(json.dumps(evaluation))
     return evaluation
@@ -249,7 +253,7 @@ def test_prompt_markup_is_escaped_everywhere(tmp_path):
         (lambda d: (d / "history.parquet").write_text("x"), "history.parquet: cannot read"),
         (
             lambda d: (d / "evaluation.json").write_text('{"prompts": [{"name": "initial"}]}'),
-            r"evaluation.json prompts\[0\]: field 'text' missing",
+            r"evaluation\.json: field 'task_id': Field required",
         ),
     ],
     ids=["no-result", "bad-history", "bad-evaluation"],
@@ -264,7 +268,7 @@ def test_broken_run_folder_is_a_clear_error(tmp_path, capsys, damage, message):
 
 
 def test_report_opens_in_headless_chromium_without_errors(tmp_path):
-    from pmpo_ray.reports.browser_check import BrowserMissing, check_page
+    from tests.browser_check import BrowserMissing, check_page
 
     files = write_report(make_suite(tmp_path / "marked", [toy_task("m", prompt=MARKUP)]))
     try:

@@ -9,9 +9,9 @@ from pmpo_ray.config import PromptFormat
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.requests import Example
 from pmpo_ray.suite.checkpoints import SuiteCheckpoints
 from pmpo_ray.suite.run import prepare_out_dir
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.task import Task
 from tests.fakes import FakeEngine, scripted_rewrites
 
@@ -37,9 +37,9 @@ def make_runs() -> list[TaskRun]:
 
 def comparable(result) -> dict:
     """A result without wall-clock times, which differ between any two runs."""
-    data = asdict(replace(result, budget=replace(result.budget, wall_seconds=0.0)))
+    data = asdict(replace(result, work=replace(result.work, wall_seconds=0.0)))
     for record in data["history"]:
-        record["budget"]["wall_seconds"] = 0.0
+        record["work"]["wall_seconds"] = 0.0
     return data
 
 
@@ -54,12 +54,12 @@ def crash_after(manager: SuiteCheckpoints, last_round: int):
 
 def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
     engine = FakeEngine(scripted_rewrites)
-    expected = run_rounds(make_runs(), generator=engine, scorer=engine)
+    expected = run_rounds(make_runs(), rewriter=engine, scorer=engine)
 
     out = tmp_path / "suite"
     first = SuiteCheckpoints(make_runs(), out)
     with pytest.raises(Crash), first:  # leaving `first` puts the finished rounds on disk
-        run_rounds(first.runs, generator=engine, scorer=engine, on_round=crash_after(first, 2))
+        run_rounds(first.runs, rewriter=engine, scorer=engine, on_round=crash_after(first, 2))
 
     runs = make_runs()
     manager = SuiteCheckpoints(runs, out)
@@ -69,7 +69,7 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
     with manager:
         results = run_rounds(
             runs,
-            generator=engine,
+            rewriter=engine,
             scorer=engine,
             on_round=lambda i, r, s: counted.append(i) or manager.on_round(i, r, s),
             rounds_done=2,
@@ -84,7 +84,7 @@ def test_resume_refuses_a_different_suite(tmp_path):
     engine = FakeEngine(scripted_rewrites)
     first = SuiteCheckpoints(make_runs(), tmp_path)
     with pytest.raises(Crash), first:
-        run_rounds(first.runs, generator=engine, scorer=engine, on_round=crash_after(first, 1))
+        run_rounds(first.runs, rewriter=engine, scorer=engine, on_round=crash_after(first, 1))
     other = SuiteCheckpoints(make_runs()[:1], tmp_path)
     with pytest.raises(ValueError, match="checkpoint holds tasks"):
         other.resume()

@@ -61,13 +61,15 @@ def test_resume_with_other_settings_is_refused_naming_the_fields(tmp_path, data_
     assert "its data" not in message
 
 
-def test_iterations_evaluation_and_the_data_files_place_may_change(tmp_path, data_file):
+def test_iterations_evaluation_replicas_and_the_data_files_place_may_change(tmp_path, data_file):
     out = tmp_path / "suite"
     crashed_run(out, data_file)
     moved = tmp_path / "moved.json"
     data_file.rename(moved)  # the same examples, elsewhere (another mount on a cluster)
     config = suite_config(data=str(moved), iterations=3)
     config["evaluation"] = {"max_examples": 2, "accuracy": False}
+    # more replicas after a crash compute the same rows (the pools are part of the job config)
+    config["scorer"] = {"replicas": {"num_replicas": 4, "num_cpus": 0.5}}
     result = pmpo_ray.optimize_suite(config, out=out, resume=True, engines=FailingEngine())
     assert (out / "suite.json").is_file() and len(result.results) == 2
 
@@ -99,12 +101,21 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_round_before(
     assert rounds == list(range(1, len(rounds) + 1))  # no round logged twice
 
 
-def test_a_checkpoint_without_fingerprints_resumes_with_a_warning(tmp_path, data_file, capsys):
+@pytest.mark.parametrize("record", [None, {"fingerprints": {}}, {"run_folder_format": 0}])
+def test_checkpoints_of_another_format_are_refused_in_one_line(tmp_path, data_file, record):
+    """Checkpoints without state/run.json's format marker (or with another) were written by
+    another pmpo-ray version: refused before any engine starts, saying so."""
     out = tmp_path / "suite"
     crashed_run(out, data_file)
-    last = layout.state_files(out)[-1]
-    layout.state_run_path(out).unlink()  # as written before checkpoints recorded them
-    pmpo_ray.optimize_suite(
-        suite_config(data=str(data_file)), out=out, resume=True, engines=FailingEngine()
-    )
-    assert f"{last} records no fingerprint" in capsys.readouterr().err
+    run_record = layout.state_run_path(out)
+    if record is None:
+        run_record.unlink()
+    else:
+        run_record.write_text(json.dumps(record))
+    with pytest.raises(ValueError) as error:
+        pmpo_ray.optimize_suite(
+            suite_config(data=str(data_file)), out=out, resume=True, engines=FailingEngine()
+        )
+    message = str(error.value)
+    assert "checkpoints written by another pmpo-ray version" in message
+    assert "start a new --out" in message and len(message.splitlines()) == 1

@@ -9,7 +9,7 @@ from pmpo_ray.pmpo.rewrite import (
     rewrite_request,
     vet_rewrite,
 )
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
 
 FIELDS = dict(
     task_description="Decide whether the sentence is sarcastic.",

@@ -8,20 +8,18 @@ import shutil
 import pytest
 import yaml
 
-from pmpo_ray.pmpo.config import OptimizeJobConfig
+from pmpo_ray.jobs import OptimizeJobConfig, SuiteConfig, task_job_config
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.from_results import run_folder_from_results
 from pmpo_ray.run_folder.read import read_run_folder
-from pmpo_ray.run_folder.task_config import task_job_config
 from pmpo_ray.run_folder.write import (
     remove_results,
     write_suite_summary,
     write_suite_tasks,
     write_task_run,
 )
-from pmpo_ray.suite.config import SuiteConfig
 from pmpo_ray.tasks.task import load_task
 from tests.fakes import FakeEngine, scripted_rewrites
 
@@ -64,7 +62,7 @@ def suite_run():
         TaskRun(load_task(job.task), job.optimizer, engine.count_tokens, job.prompt_format)
         for job in jobs
     ]
-    return config, jobs, run_rounds(runs, generator=engine, scorer=engine)
+    return config, jobs, run_rounds(runs, rewriter=engine, scorer=engine)
 
 
 def write_suite(out, suite_run):
@@ -89,7 +87,7 @@ def test_task_folder_reads_back_as_the_results_in_memory(tmp_path, suite_run):
     assert (task.initial_prompt, task.best_prompt) == (result.initial.text, result.best.text)
     assert (task.initial_loss, task.best_loss) == (result.initial.loss, result.best.loss)
     assert task.candidates_scored == 1 + 2  # the initial prompt and two rewrites
-    assert folder.engine == job.scorer and folder.prompt_format.role == "user"
+    assert folder.engine == job.scorer.engine and folder.prompt_format.role == "user"
 
 
 def test_rejected_rewrites_are_counted_by_reason_and_read_back(tmp_path, suite_run):
@@ -154,7 +152,7 @@ def test_each_task_folder_holds_its_own_resolved_config(tmp_path, suite_run):
         job = OptimizeJobConfig.model_validate(raw)
         assert job == task_job_config(config, entry)
         assert job.optimizer == config.optimizer_for(entry)
-        assert job.scorer == config.scorer.engine and job.rewriter is None
+        assert job.scorer == config.scorer and job.rewriter is None
     pairs = OptimizeJobConfig.model_validate(
         yaml.safe_load((out / "tasks" / "pairs" / "config.yaml").read_text())
     )
@@ -169,7 +167,7 @@ def test_rewriter_pool_becomes_the_task_configs_rewriter():
     raw = dict(SUITE, rewriter={"engine": {"backend": "hf", "dtype": "float32"}})
     config = SuiteConfig.model_validate(raw)
     job = task_job_config(config, config.tasks[0])
-    assert job.rewriter == config.rewriter.engine and job.rewriter != job.scorer
+    assert job.rewriter == config.rewriter and job.rewriter != job.scorer
 
 
 def test_result_paths_list_the_job_outputs_and_never_a_users_file(tmp_path, suite_run):
@@ -278,12 +276,25 @@ def test_truncated_result_json_names_the_file(tmp_path, suite_run):
     [
         (
             lambda d: (d / "result.json").write_text("[1]"),
-            r"result\.json: expected a JSON object, got list",
+            r"result\.json: Input should be an object$",
         ),
         (
             lambda d: (d / "best_prompt.json").write_text('{"text": 3}'),
-            r"best_prompt\.json: field 'text' has 3, not str",
+            r"best_prompt\.json: field 'candidate_id': Field required \(and 4 more\)$",
         ),
+        (
+            lambda d: edit_json(d / "result.json", lambda r: r.update(best_loss="low")),
+            r"pairs/result\.json: field 'best_loss': Input should be a valid number$",
+        ),
+        (
+            lambda d: edit_json(d / "result.json", lambda r: r["work"].pop("wall_seconds")),
+            r"pairs/result\.json: field 'work': wall_seconds missing$",
+        ),
+        (
+            lambda d: edit_json(d / "result.json", lambda r: r.update(seed=True)),
+            r"pairs/result\.json: field 'seed': Input should be a valid integer$",
+        ),
+        (lambda d: (d / "best_prompt.json").unlink(), r"incomplete task run, missing best_prompt"),
         (lambda d: (d / "config.yaml").write_text("task: [\n"), r"config\.yaml: not valid YAML"),
         (
             lambda d: (d / "config.yaml").write_text("task: {name: pairs}\n"),
@@ -291,7 +302,17 @@ def test_truncated_result_json_names_the_file(tmp_path, suite_run):
         ),
         (lambda d: (d / "config.yaml").unlink(), r"incomplete task run, missing config\.yaml"),
     ],
-    ids=["result-not-object", "best-prompt-type", "config-yaml", "config-field", "no-config"],
+    ids=[
+        "result-not-object",
+        "best-prompt-fields",
+        "result-type",
+        "work-field",
+        "result-bool",
+        "no-best-prompt",
+        "config-yaml",
+        "config-field",
+        "no-config",
+    ],
 )
 def test_damaged_task_folder_names_file_and_field(tmp_path, suite_run, damage, message):
     out = tmp_path / "suite"
@@ -301,17 +322,17 @@ def test_damaged_task_folder_names_file_and_field(tmp_path, suite_run, damage, m
         read_run_folder(out)
 
 
-def test_old_suite_folders_and_disagreeing_tasks_are_clear_errors(tmp_path, suite_run):
-    config, _, _ = suite_run
+def edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_disagreeing_tasks_are_a_clear_error(tmp_path, suite_run):
     out = tmp_path / "suite"
     write_suite(out, suite_run)
     navigate_config = out / "tasks" / "navigate" / "config.yaml"
     original = navigate_config.read_text()
-
-    # Before: every task folder held the whole suite's config.
-    navigate_config.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    with pytest.raises(ValueError, match="holds a whole suite's config"):
-        read_run_folder(out)
 
     # Evaluation serves a suite with one engine: the tasks must agree on it.
     raw = yaml.safe_load(original)

@@ -7,7 +7,8 @@ import pytest
 from pmpo_ray.engines.chat import render_rows
 from pmpo_ray.engines.scoring import long_first_batches, score_encoded, score_table
 from pmpo_ray.engines.tokenization import EncodedRequest, RequestTooLongError
-from pmpo_ray.requests import Example, score_requests
+from pmpo_ray.requests import score_requests
+from pmpo_ray.tasks.example import Example
 from tests.fakes import FakeTokenScorer, token_value
 
 

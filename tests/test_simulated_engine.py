@@ -158,7 +158,7 @@ def test_the_engine_imports_neither_torch_nor_vllm():
 
 @pytest.mark.ray
 def test_a_suite_on_simulated_replicas_runs_the_same_twice(local_ray, tmp_path):
-    from pmpo_ray.suite.config import SuiteConfig
+    from pmpo_ray.jobs import SuiteConfig
     from pmpo_ray.suite.run import run_suite
 
     pool = {"engine": {"backend": "simulated"}, "replicas": {"num_cpus": 0}}
@@ -186,7 +186,7 @@ def test_a_suite_on_simulated_replicas_runs_the_same_twice(local_ray, tmp_path):
     runs = [run_suite(config, out=tmp_path / f"run{i}").results for i in range(2)]
     assert [summary(result) for result in runs[0]] == [summary(result) for result in runs[1]]
     history = [record for result in runs[0] for record in result.history]
-    assert all(a.method == "model" for record in history for a in record.analyses)
+    assert all(a.method == "model" for record in history for a in record.masking_results)
     scored_rewrites = [c for record in history for c in record.candidates if c.parent_id]
     assert len(scored_rewrites) >= len(history)  # rewrites pass vetting and get scored
     # Each round's line says how its jobs were cut and what replicas spent outside engines.
@@ -205,3 +205,100 @@ def summary(result) -> tuple:
         result.best.loss,
         [(record.best_loss, len(record.candidates)) for record in result.history],
     )
+
+
+# ----- the mirrors of the optimizer's requests (engines do not import pmpo/) -----------------
+
+MIRROR_PROMPTS = [
+    PROMPT,
+    "One.\nTwo lines!\n\nThree? Four. Five.  Six! Seven.\nEight",
+    "Task: do it.\nExample: x\nPrompt: y. Correct answer: maybe.",
+    "## Current prompt\nweird\n\n## An input the current prompt handles badly\nhm.",
+    "Braces {current_prompt} stay. Tabs\tand  spaces .",
+    "  leading and trailing  ",
+    "single",
+    "",
+    "A. B. C. D. E. F. G. H. I. J. K.",
+]
+
+
+def template_pattern(template: str):
+    """The meta-prompt as a regex capturing its current prompt, built from the template itself
+    (what the simulated engine matched before it mirrored the meta-prompts)."""
+    import re
+
+    pieces = re.split(r"\{(\w+)\}", template)
+    fields = {"current_prompt": "(?P<current>.*?)"}
+    regex = "".join(
+        re.escape(piece) if i % 2 == 0 else fields.get(piece, ".*?")
+        for i, piece in enumerate(pieces)
+    )
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
+@pytest.mark.parametrize("style", ["short", "long"])
+def test_the_meta_prompt_mirror_finds_the_current_prompt_as_the_templates_do(style):
+    from pmpo_ray.engines.simulated_answers import current_prompt
+    from pmpo_ray.pmpo.rewrite import META_PROMPTS
+
+    exact = template_pattern(META_PROMPTS[style])
+    fields = [
+        ("Divisibility.", EXAMPLES[0].input, "No", '- "Think step by step." helps'),
+        ("Two\nlines.", "Prompt: p\nTask: t", "(A)\n", "## Task\n- none"),
+    ]
+    for prompt in MIRROR_PROMPTS:
+        for task, user_input, answer, analysis in fields:
+            message = rewrite_request(
+                style,
+                task_description=task,
+                user_input=user_input,
+                true_answer=answer,
+                mask_analysis=analysis,
+                current_prompt=prompt,
+            )
+            found = current_prompt(message)
+            assert found == exact.match(message).group("current")
+            if "## " not in prompt:  # (a prompt holding the template's headers is ambiguous)
+                assert found == prompt
+            assert current_prompt(message + " more") is None  # not the template any more
+    for other in (masking.segmentation_request(PROMPT), "What is 2+2?", "Prompt: x"):
+        assert current_prompt(other) is None
+
+
+def test_the_sentence_mirror_makes_the_masking_splitters_units():
+    import random
+
+    from pmpo_ray.engines.simulated_answers import sentence_units
+
+    rng = random.Random(3)
+    pieces = ["Be brief.", "Why?", "No!", "\n", "\n\n", "  ", "word", "a.b", " ", "...", "\t"]
+    prompts = MIRROR_PROMPTS + ["".join(rng.choices(pieces, k=12)) for _ in range(200)]
+    for prompt in prompts:
+        for max_units in range(1, 9):
+            spans = masking.sentence_spans(prompt, max_units)
+            assert sentence_units(prompt, max_units) == [prompt[s:e] for s, e in spans], prompt
+    with pytest.raises(ValueError, match="at least 1"):
+        sentence_units(PROMPT, 0)
+
+
+@pytest.mark.parametrize("max_units", [1, 2, 5])
+def test_a_segmentation_request_round_trips_through_the_mirror(max_units):
+    from pmpo_ray.engines.simulated_answers import simulated_text
+
+    for prompt in MIRROR_PROMPTS:
+        row = {"input": masking.segmentation_request(prompt, max_units), "prompt": ""}
+        spans = masking.sentence_spans(prompt, max_units)
+        expected = " ".join(f"<mask>{prompt[s:e]}</mask>" for s, e in spans)
+        assert simulated_text(row, 0) == expected
+
+
+def test_engines_import_nothing_from_the_optimizer():
+    """Engines sit below pmpo/: none of their modules imports it."""
+    import ast
+
+    for path in (Path(__file__).parents[1] / "pmpo_ray" / "engines").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("pmpo_ray.pmpo"), path.name
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("pmpo_ray.pmpo") for a in node.names), path.name

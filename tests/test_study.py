@@ -9,9 +9,9 @@ from pmpo_ray.config import as_config
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.proposals import chosen_cases, proposal_message
 from pmpo_ray.pmpo.select import hard_cases
-from pmpo_ray.requests import Example
-from pmpo_ray.study.config import StudyConfig
-from pmpo_ray.study.variants import VARIANTS, expand
+from pmpo_ray.studies.config import StudyConfig
+from pmpo_ray.studies.variants import VARIANTS, expand
+from pmpo_ray.tasks.example import Example
 from tests.fakes import FakeEngine, scripted_rewrites
 from tests.test_optimizer_loop import make_task, optimize_toy
 
@@ -71,10 +71,10 @@ def test_variants_that_cannot_differ_on_a_task_run_once():
     assert optimizers["navigate.no_preference.s0"].objective == "ce"
     assert optimizers["navigate.ce_plus_preference.s0"].objective == "ce_plus_preference"
     assert optimizers["sports.full.s0"].objective == "ce"
-    assert not optimizers["navigate.no_masking.s0"].analyzes_prompts
+    assert not optimizers["navigate.no_masking.s0"].masks_prompts
     assert optimizers["navigate.random_cases.s0"].case_selection == "random"
     assert optimizers["navigate.ape.s0"].proposal == "ape"
-    assert not optimizers["navigate.ape.s0"].analyzes_prompts
+    assert not optimizers["navigate.ape.s0"].masks_prompts
     assert optimizers["navigate.random_rewrites.s0"].proposal == "paraphrase"
     assert {o.max_forward_passes for o in optimizers.values()} == {120}
 
@@ -132,7 +132,7 @@ def test_ape_and_paraphrase_runs_never_segment_and_still_improve():
         engine = FakeEngine(scripted_rewrites)
         result = optimize_toy(make_task(), engine, proposal=proposal)
         assert not any("<mask>" in row["input"] for row in engine.requests), proposal
-        assert all(a.method == "none" for r in result.history for a in r.analyses), proposal
+        assert all(a.method == "none" for r in result.history for a in r.masking_results), proposal
         assert result.best.loss < result.initial.loss, proposal
 
 
@@ -146,14 +146,14 @@ def fresh_rewrites(context, seed, index):
 def test_a_forward_pass_budget_ends_the_run_nearest_it():
     settings = {"iterations": 12, "hard_cases": 1, "rewrites_per_case": 1}
     unlimited = optimize_toy(make_task(), FakeEngine(fresh_rewrites), **settings)
-    assert len(unlimited.history) == 12 and unlimited.budget.forward_passes > 80
+    assert len(unlimited.history) == 12 and unlimited.work.forward_passes > 80
     result = optimize_toy(
         make_task(), FakeEngine(fresh_rewrites), max_forward_passes=40, **settings
     )
     assert result.stop_reason == "forward-pass budget: 42 of 40 spent"
     assert len(result.history) == 4  # costs 18, 12, 6, 6: a fifth would end at 48, not 42
-    last = result.history[-1].budget.forward_passes
-    assert abs(result.budget.forward_passes - 40) <= last / 2
+    last = result.history[-1].work.forward_passes
+    assert abs(result.work.forward_passes - 40) <= last / 2
 
 
 def test_ce_plus_preference_is_the_sum_of_both_losses():
@@ -189,7 +189,7 @@ def test_ce_plus_preference_is_the_sum_of_both_losses():
 
 @pytest.mark.ray
 def test_a_study_on_simulated_replicas_writes_every_cell_and_resumes(local_ray, tmp_path):
-    from pmpo_ray.study.run import run_study
+    from pmpo_ray.studies.run import run_study
 
     pool = {"engine": {"backend": "simulated"}, "replicas": {"num_cpus": 0}}
     config = study_config(
@@ -226,19 +226,26 @@ def test_a_study_on_simulated_replicas_writes_every_cell_and_resumes(local_ray, 
     assert [r["heldout_ce"] for r in again.rows] == [r["heldout_ce"] for r in rows]
 
 
-def test_the_study_entrypoint_refuses_a_bad_config_before_ray(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["pipelines.study", "pmpo study"])
+def test_the_study_entrypoint_refuses_a_bad_config_before_ray(
+    command, tmp_path, capsys, monkeypatch
+):
     import yaml
 
-    import pmpo_ray.study.run
-    from pipelines.study import main
+    import pmpo_ray.api
+    from pipelines.study import main as pipeline_main
+    from pmpo_ray.cli import main as pmpo_main
 
     def never(*args, **kwargs):
         raise AssertionError("the study started (Ray, engines) on a bad config")
 
-    monkeypatch.setattr(pmpo_ray.study.run, "run_study", never)
+    monkeypatch.setattr(pmpo_ray.api, "run_study", never)
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study_config().model_dump(mode="json")))
-    out = str(tmp_path / "out")
-    assert main(["--config", str(path), "--out", out, "--set", "variants=[full, no_mask]"]) == 2
+    options = ["--out", str(tmp_path / "out"), "--set", "variants=[full, no_mask]"]
+    if command == "pmpo study":
+        assert pmpo_main(["study", str(path), *options]) == 2
+    else:
+        assert pipeline_main(["--config", str(path), *options]) == 2
     assert "unknown variant(s) ['no_mask']" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from pmpo_ray.study import plots
-from pmpo_ray.study.report import average_table_text, write_study_report
+from pmpo_ray.studies import plots
+from pmpo_ray.studies.report import average_table_text, write_study_report
 from tests.test_report import png_is_valid
 from tests.test_study_tables import VARIANTS, row, study_rows
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pmpo_ray.study.tables import Stat, average_table, cell, changes, targets, task_table
+from pmpo_ray.studies.tables import Stat, average_table, cell, changes, targets, task_table
 
 VARIANTS = ["full", "ablate"]
 

@@ -9,7 +9,7 @@ from pmpo_ray.engines.vllm_engine import VllmConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.task import Task
 from tests.fakes import FakeEngine, FakeReplica, scripted_rewrites
 
@@ -44,7 +44,7 @@ def run_suite(n_tasks, client):
         TaskRun(toy_task(f"task{i}"), OptimizerConfig(iterations=2), client.count_tokens, FORMAT)
         for i in range(n_tasks)
     ]
-    results = run_rounds(runs, generator=client, scorer=client, on_round=count)
+    results = run_rounds(runs, rewriter=client, scorer=client, on_round=count)
     return results, jobs_per_round
 
 
@@ -62,7 +62,7 @@ def test_ray_data_jobs_per_round_do_not_grow_with_tasks(client):
                 toy_task("task0"), OptimizerConfig(iterations=2), in_process.count_tokens, FORMAT
             )
         ],
-        generator=in_process,
+        rewriter=in_process,
         scorer=in_process,
     )
     for result in (one[0], eight[0], eight[7]):

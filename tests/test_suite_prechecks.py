@@ -3,6 +3,7 @@
 import pytest
 
 from pmpo_ray.api import optimize_suite
+from tests.failures import replace_open_engines
 
 TINY = "pipelines/suites/tiny.yaml"
 
@@ -11,7 +12,7 @@ def test_a_row_over_the_scorer_window_is_named_before_engines_start(tmp_path, mo
     def no_engines(*args, **kwargs):
         raise AssertionError("engines were opened before the rows were checked")
 
-    monkeypatch.setattr("pmpo_ray.engines.client.open_engines", no_engines)
+    replace_open_engines(monkeypatch, no_engines)
     out = tmp_path / "run"
     with pytest.raises(ValueError) as error:
         optimize_suite(TINY, out=out, overrides={"scorer.engine.model.max_model_len": 40})

@@ -13,15 +13,16 @@ import pytest
 
 from pmpo_ray.config import PromptFormat
 from pmpo_ray.pmpo import masking, task_run
-from pmpo_ray.pmpo.analyze_step import AnalyzeStep
 from pmpo_ray.pmpo.checkpoint import restore, snapshot
 from pmpo_ray.pmpo.config import OptimizerConfig
+from pmpo_ray.pmpo.masking_step import MaskingStep
 from pmpo_ray.pmpo.next_round import after_iteration, stale_iterations
-from pmpo_ray.pmpo.records import Analysis, Budget, IterationRecord, RejectedRewrite
+from pmpo_ray.pmpo.records import IterationRecord, MaskingResult, RejectedRewrite, Work
 from pmpo_ray.pmpo.rewrite_step import RewriteStep
 from pmpo_ray.pmpo.run_state import INITIAL_ID, Phase, RunState
 from pmpo_ray.pmpo.select import Candidate
-from pmpo_ray.requests import GENERATE_RESULT_SCHEMA, Example
+from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.task import Task
 from tests.fakes import FakeEngine
 
@@ -45,7 +46,9 @@ def analyzed_state(losses=(1.0, 3.0, 2.0, 4.0)) -> RunState:
         initial=initial,
         population=(initial,),
         example_losses={INITIAL_ID: {str(i): loss for i, loss in enumerate(losses)}},
-        analyses={INITIAL_ID: Analysis(INITIAL_ID, "model", "", (PROMPT,), (0.5,), "- helps")},
+        masking_results={
+            INITIAL_ID: MaskingResult(INITIAL_ID, "model", "", (PROMPT,), (0.5,), "- helps")
+        },
         scored_texts=frozenset({PROMPT}),
     )
 
@@ -75,7 +78,7 @@ def assert_same(a, b, where="state"):
 
 def test_analyze_step_segments_masks_and_analyzes_the_initial_prompt():
     config = OptimizerConfig(iterations=1, hard_cases=2, max_units=3)
-    step = AnalyzeStep(make_task(), config)
+    step = MaskingStep(make_task(), config)
     state = RunState(scored_texts=frozenset({PROMPT}))
 
     plan = step.plan_generation(state)
@@ -107,14 +110,14 @@ def test_analyze_step_segments_masks_and_analyzes_the_initial_prompt():
     done = step.take_scores(dataclasses.replace(state, example_losses=losses), ablating)
     assert done.initial == Candidate(INITIAL_ID, PROMPT, 2.0, None, 0)
     assert done.population == (done.initial,)
-    analysis = done.analyses[INITIAL_ID]
+    analysis = done.masking_results[INITIAL_ID]
     assert analysis.units == ("Think.", "Be exact.") and analysis.deltas == (1.0, -0.5)
     assert done.phase is Phase.REWRITE and done.stop_reason == ""
 
 
 def test_analyze_step_without_masking_or_iterations():
     config = OptimizerConfig(iterations=0, hard_cases=2, use_masking=False)
-    step = AnalyzeStep(make_task(), config)
+    step = MaskingStep(make_task(), config)
     state = RunState()
     plan = step.plan_generation(state)
     assert plan.rows == () and plan.candidate_of == {}
@@ -122,7 +125,7 @@ def test_analyze_step_without_masking_or_iterations():
     assert ablating.prompts == ((INITIAL_ID, PROMPT),)  # the initial prompt is scored anyway
     scored = dataclasses.replace(state, example_losses={INITIAL_ID: {"0": 1.0}})
     done = step.take_scores(scored, ablating)
-    assert done.analyses[INITIAL_ID].text == "(mask analysis disabled)"
+    assert done.masking_results[INITIAL_ID].text == "(mask analysis disabled)"
     assert (done.phase, done.stop_reason) == (Phase.DONE, "no iterations configured")
 
 
@@ -180,10 +183,10 @@ def test_rewrite_step_vets_names_and_selects():
     assert record.improved and record.best_loss == 1.0
     assert [c.candidate_id for c in record.candidates] == [INITIAL_ID, "t1-c0", "t1-c1"]
     assert math.isnan(record.candidates[2].loss)
-    assert record.budget == Budget(forward_passes=8, wall_seconds=2.5)
-    assert after.iteration_budget == Budget() and after.budget == record.budget
+    assert record.work == Work(forward_passes=8, wall_seconds=2.5)
+    assert after.iteration_work == Work() and after.work == record.work
     # The new incumbent has no analysis yet, so the next round analyzes it.
-    assert after.phase is Phase.ANALYZE
+    assert after.phase is Phase.MASK
 
 
 # ----- which round next -----------------------------------------------------------------------
@@ -191,7 +194,7 @@ def test_rewrite_step_vets_names_and_selects():
 
 def record(iteration: int, improved: bool) -> IterationRecord:
     return IterationRecord(
-        iteration, (INITIAL_ID,), {}, (), (), {}, (), (INITIAL_ID,), 1.0, improved, Budget()
+        iteration, (INITIAL_ID,), {}, (), (), {}, (), (INITIAL_ID,), 1.0, improved, Work()
     )
 
 
@@ -276,7 +279,7 @@ def test_the_state_is_json_with_plain_phase_names_and_nan_losses(frozen_clock):
         play_round(run, engine, log)
     text = json.dumps(snapshot(run))
     data = json.loads(text)
-    assert data["task_id"] == "toy" and data["phase"] in ("analyze", "rewrite")
+    assert data["task_id"] == "toy" and data["phase"] in ("mask", "rewrite")
     assert data["scored_texts"] == sorted(data["scored_texts"])
     assert any(math.isnan(c["loss"]) for c in data["history"][0]["candidates"])
     fresh = task_run.TaskRun(make_task(), CONFIG, engine.count_tokens, PromptFormat())

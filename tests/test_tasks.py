@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from pmpo_ray.requests import Example
 from pmpo_ray.tasks.config import TaskConfig
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.example_files import SAMPLES_DIR, builtin_samples, load_examples
 from pmpo_ray.tasks.formats import DataError, embedded_answers
 from pmpo_ray.tasks.task import load_task, paper_split

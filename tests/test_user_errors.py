@@ -9,7 +9,7 @@ from pmpo_ray.cli import main
 from pmpo_ray.commands.score import read_prompt
 from tests.failures import ONE_ROUND as OPTIMIZER
 from tests.failures import SMALL_TASK as TASK
-from tests.failures import finished_task_run
+from tests.failures import finished_task_run, replace_open_engines
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +19,7 @@ def no_engines(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an engine was opened")
 
-    monkeypatch.setattr("pmpo_ray.engines.client.open_engines", refuse)
+    replace_open_engines(monkeypatch, refuse)
 
 
 @pytest.fixture
@@ -45,7 +45,8 @@ def test_damaged_result_json_is_named(run_dir, command, damage, capsys):
     damaged = damage(path.read_text())
     path.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
     assert main([command, str(run_dir)]) == 2
-    assert f"{path}: not valid JSON" in one_error_line(capsys, command)
+    line = one_error_line(capsys, command)
+    assert f"{path}: not valid JSON" in line or f"{path}: not UTF-8 text" in line
 
 
 def test_prompt_file_that_is_not_utf8_is_named(tmp_path):
@@ -75,7 +76,7 @@ def test_long_inline_prompt_reaches_the_data_check(tmp_path, capsys):
     data, out = tmp_path / "none.jsonl", tmp_path / "s.parquet"
     code = main(["score", "--prompt", prompt, "--data", str(data), "--out", str(out)])
     assert code == 2  # the data is missing, so the prompt was accepted as text
-    assert "none.jsonl: cannot read" in one_error_line(capsys, "score")
+    assert "none.jsonl: missing" in one_error_line(capsys, "score")
 
 
 def test_bad_flag_value_is_blamed_on_the_flag_not_the_yaml(tmp_path, capsys):
@@ -134,7 +135,7 @@ def test_evaluate_flag_out_of_range_is_one_line_naming_the_flag(run_dir, capsys)
 
 def test_too_long_row_fails_with_the_tokenizer_alone(tmp_path, capsys):
     config = tmp_path / "scoring.yaml"
-    config.write_text(yaml.safe_dump({"engine": {"model": {"max_model_len": 64}}}))
+    config.write_text(yaml.safe_dump({"scorer": {"engine": {"model": {"max_model_len": 64}}}}))
     data = tmp_path / "d.jsonl"
     rows = [{"input": "short", "target": "yes"}, {"input": "word " * 200, "target": "no"}]
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pmpo_ray.api import evaluate
+from pmpo_ray.run_folder.layout import task_dirs
+from pmpo_ray.run_folder.swap import finish_interrupted_swap
+from pmpo_ray.store import check_writable_folder
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -24,10 +29,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmpo_ray.api import evaluate
-    from pmpo_ray.run_folder.layout import task_dirs
-    from pmpo_ray.run_folder.swap import finish_interrupted_swap
-    from pmpo_ray.store import check_writable_folder
 
     finish_interrupted_swap(args.run_dir)  # a killed --overwrite swap, before reading the folder
     for folder in task_dirs(args.run_dir)[1]:  # results go here: fail before the engine loads

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pmpo_ray.api import optimize
 from pmpo_ray.config import load_config
-from pmpo_ray.pmpo.config import OptimizeJobConfig
+from pmpo_ray.jobs import OptimizeJobConfig
+from pmpo_ray.run_folder.write import check_run_dir, write_task_run
 from pmpo_ray.store import probe_folder, write_or_keep
 
 FLAGS = {"optimizer.iterations": "--iterations", "optimizer.seed": "--seed"}
@@ -23,29 +25,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmpo_ray.api import optimize
-    from pmpo_ray.engines.client import open_engines
-    from pmpo_ray.engines.registry import PoolConfig
-    from pmpo_ray.run_folder.write import check_run_dir, write_task_run
-    from pmpo_ray.tasks.task import load_task
-
     overrides = {"optimizer.iterations": args.iterations, "optimizer.seed": args.seed}
     config = load_config(OptimizeJobConfig, args.config, flags=FLAGS, **overrides)
-    task = load_task(config.task)  # bad data fails before an engine starts
     check_run_dir(args.out, args.overwrite)
     # The run folder is staged beside --out and renamed into place, also with --overwrite.
     probe_folder(args.out.parent, what=str(args.out))
-    scorer = PoolConfig(engine=config.scorer)
-    rewriter = PoolConfig(engine=config.rewriter) if config.rewriter else None
-    with open_engines(scorer, rewriter, prompt_format=config.prompt_format) as client:
-        with ProgressBar(config.optimizer.iterations, task.task_id) as progress:
-            result = optimize(
-                task,
-                optimizer=config.optimizer,
-                engines=client,
-                prompt_format=config.prompt_format,
-                on_round=progress.update,
-            )
+    with ProgressBar(config.optimizer.iterations, config.task.name) as progress:
+        result = optimize(config, on_round=progress.update)  # bad data fails before engines
     write_or_keep(
         args.out,
         lambda folder: write_task_run(result, folder, config, overwrite=args.overwrite),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pmpo_ray.reports.build import write_report
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("report", help="write report.md and report.html for a run")
@@ -17,7 +19,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmpo_ray.reports.build import write_report  # matplotlib loads only for this command
 
     files = write_report(args.run_dir)
     print(files.html)

@@ -10,12 +10,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from pydantic import Field
-
-from pmpo_ray.config import FrozenConfig, PromptFormat, RayConfig, ReplicaConfig, load_config
-from pmpo_ray.engines.registry import BACKENDS, EngineConfig, PoolConfig, default_engine_config
+from pmpo_ray.config import load_config
+from pmpo_ray.engines.client import open_engines
+from pmpo_ray.engines.registry import BACKENDS
+from pmpo_ray.engines.scoring import check_rows_fit
+from pmpo_ray.jobs import ScoreJobConfig
 from pmpo_ray.requests import score_requests
-from pmpo_ray.store import atomic_write_parquet, check_writable, write_or_keep
+from pmpo_ray.store import atomic_write_parquet, check_writable, read_user_text, write_or_keep
 from pmpo_ray.tasks.example_files import load_examples
 
 log = logging.getLogger(__name__)
@@ -31,19 +32,6 @@ OUTPUT_COLUMNS = [
 ]
 
 
-class ScoringConfig(FrozenConfig):
-    engine: EngineConfig = Field(
-        default_factory=default_engine_config, description="The scorer engine."
-    )
-    prompt_format: PromptFormat = Field(
-        default_factory=PromptFormat, description="How prompts are rendered."
-    )
-    replicas: ReplicaConfig = Field(
-        default_factory=ReplicaConfig, description="Scorer replica pool (with --replicas)."
-    )
-    ray: RayConfig = Field(default_factory=RayConfig, description="Where Ray runs.")
-
-
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("score", help="score examples' targets under a prompt")
     parser.add_argument("--prompt", required=True, help="prompt text, or a file holding it")
@@ -53,7 +41,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output .parquet file")
     parser.add_argument("--model", help="'default', a local HF folder, or a cached hub id")
     parser.add_argument("--backend", choices=list(BACKENDS), help="scoring engine (default vllm)")
-    parser.add_argument("--config", type=Path, help="YAML ScoringConfig; flags override it")
+    parser.add_argument("--config", type=Path, help="YAML ScoreJobConfig; flags override it")
     parser.add_argument("--role", choices=["system", "user"], help="where the prompt goes")
     parser.add_argument(
         "--truncate-left",
@@ -79,22 +67,22 @@ def add_parser(subparsers) -> None:
 
 # Each flag's dotted config key, so flag values override the YAML and errors name the flag.
 FLAG_KEYS = {
-    "backend": "engine.backend",
-    "model": "engine.model.name",
+    "backend": "scorer.engine.backend",
+    "model": "scorer.engine.model.name",
     "role": "prompt_format.role",
     "truncate_left": "prompt_format.truncate_left",
-    "replicas": "replicas.num_replicas",
-    "prefix_sharing": "engine.prefix_sharing",
+    "replicas": "scorer.replicas.num_replicas",
+    "prefix_sharing": "scorer.engine.prefix_sharing",
 }
 FLAG_NAMES = {"prefix_sharing": "--no-prefix-sharing"}
 
 
-def scoring_config(args: argparse.Namespace) -> ScoringConfig:
+def scoring_config(args: argparse.Namespace) -> ScoreJobConfig:
     overrides = {key: getattr(args, dest) for dest, key in FLAG_KEYS.items()}
     flags = {
         key: FLAG_NAMES.get(dest, "--" + dest.replace("_", "-")) for dest, key in FLAG_KEYS.items()
     }
-    return load_config(ScoringConfig, args.config, flags=flags, **overrides)
+    return load_config(ScoreJobConfig, args.config, flags=flags, **overrides)
 
 
 def read_prompt(value: str) -> str:
@@ -106,16 +94,10 @@ def read_prompt(value: str) -> str:
         names_a_file = False
     if not names_a_file:
         return value
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"--prompt {path}: not UTF-8 text (byte {error.start})") from None
-    except OSError as error:
-        raise ValueError(f"--prompt {path}: cannot read ({error.strerror})") from None
+    return read_user_text(path, f"--prompt {path}").strip()
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmpo_ray.engines.client import open_engines
 
     config = scoring_config(args)
     prompt = read_prompt(args.prompt)
@@ -128,11 +110,10 @@ def run(args: argparse.Namespace) -> int:
         kind="adhoc",
         role=config.prompt_format.role,
     )
-    from pmpo_ray.engines.scoring import check_rows_fit
 
-    check_rows_fit([requests], config.engine, config.prompt_format)  # before the engine loads
+    check_rows_fit([requests], config.scorer.engine, config.prompt_format)  # before it loads
     with open_engines(
-        PoolConfig(engine=config.engine, replicas=config.replicas),
+        config.scorer,
         prompt_format=config.prompt_format,
         on_ray=args.replicas is not None,
         ray=config.ray,

@@ -9,6 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pmpo_ray.api import optimize_suite
+from pmpo_ray.commands.evaluate import summary_table
+from pmpo_ray.commands.overrides import add_set_option, set_overrides
+from pmpo_ray.config import as_config
+from pmpo_ray.jobs import SuiteConfig
+from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.store import check_writable_folder
 
 
@@ -34,13 +40,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "settings changed); with --evaluate, finish an evaluation cut short",
     )
     parser.add_argument("--iterations", type=int, help="override every task's iterations")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted key, e.g. scorer.replicas.num_replicas=2",
-    )
+    add_set_option(parser, "scorer.replicas.num_replicas=2")
     parser.add_argument(
         "--evaluate",
         action="store_true",
@@ -51,9 +51,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = suite_config(args)  # a bad config or flag fails here, before Ray is imported
     check_writable_folder(args.out)
-
-    from pmpo_ray.api import optimize_suite
-
     result = optimize_suite(
         config,
         out=args.out,
@@ -63,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
     )
     if result.evaluation is not None:
-        from pmpo_ray.commands.evaluate import summary_table
-
         print(summary_table(result.evaluation))
     for task_id, row in result.summary.items():
         print(
@@ -77,14 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def suite_config(args: argparse.Namespace):
     """The suite config with the `--set` values applied, and `--iterations` checked; errors
     name the flag, not the YAML file."""
-    from pmpo_ray.config import as_config
-    from pmpo_ray.pmpo.config import OptimizerConfig
-    from pmpo_ray.suite.config import SuiteConfig
-
-    overrides, flags = {}, {}
-    for item in args.set:
-        key, value = parse_override(item)
-        overrides[key], flags[key] = value, f"--set {key}"
+    overrides, flags = set_overrides(args.set)
     config = as_config(SuiteConfig, args.config, overrides, flags=flags)
     if args.iterations is not None:  # applied to every task by the suite run itself
         as_config(OptimizerConfig, {}, {"iterations": args.iterations}, flags=ITERATIONS_FLAG)
@@ -92,13 +80,3 @@ def suite_config(args: argparse.Namespace):
 
 
 ITERATIONS_FLAG = {"iterations": "--iterations"}
-
-
-def parse_override(item: str) -> tuple[str, object]:
-    """'a.b=2' -> ('a.b', 2): the value is read as YAML, so numbers and lists keep their type."""
-    import yaml
-
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. scorer.replicas.num_replicas=2")
-    return key.strip(), yaml.safe_load(value)

@@ -13,10 +13,21 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 from pmpo_ray.errors import first_line
 
 REASON_CHARS = 200  # of a replica's failure, as kept in the pool's health
+
+
+class Method(StrEnum):
+    """A replica call's name where it must be data: the per-method work summed here (what
+    batching sizes batches by, and stats' `by_method`), job names and error messages. The
+    calls themselves are typed actor methods (replicas.EngineReplica)."""
+
+    SCORE = "score"
+    GENERATE = "generate"
+    COUNT_TOKENS = "count_tokens"  # no engine work: never summed
 
 
 @dataclass
@@ -70,7 +81,7 @@ class ReplicaDispatcher:
         self.in_flight = [0] * len(actors)
         self.served = [0] * len(actors)
         self.work = [ReplicaWork() for _ in actors]
-        # Per method ("score", "generate"): what batching reads to size batches by seconds.
+        # Per Method value ("score", "generate"): what batching reads to size batches by seconds.
         self.work_by_method: dict[str, ReplicaWork] = {}
         self.failures = 0  # calls lost to a dying replica (each was sent again elsewhere)
         # Per job, the first error a replica raised in it, as (type, message, where): Ray
@@ -97,16 +108,18 @@ class ReplicaDispatcher:
             await self._wait_for_change()
 
     def release(self, index: int, work: dict | None = None, method: str = "") -> None:
-        """The batch lent with `index` returned; `work` is what it cost (None: it failed)."""
+        """The batch lent with `index` returned; `work` is what it cost (None: it failed, or
+        was no engine work); `method`: a Method."""
         self.in_flight[index] -= 1
         if work is not None:
             self.work[index].add(ReplicaWork(**work))
-            self.work_by_method.setdefault(method, ReplicaWork()).add(ReplicaWork(**work))
+            # keyed by the plain name: stats leave this actor as JSON-ready dicts
+            self.work_by_method.setdefault(str(method), ReplicaWork()).add(ReplicaWork(**work))
 
     def batching_inputs(self, method: str) -> tuple[int, float | None]:
         """What sizing a job's batches needs, in one call: live replicas, and the engine
-        seconds per row of `method` so far in this pool (None before any)."""
-        work = self.work_by_method.get(method)
+        seconds per row of `method` (a Method) so far in this pool (None before any)."""
+        work = self.work_by_method.get(str(method))
         per_row = work.busy_seconds / work.rows if work is not None and work.rows else None
         return len(self.live_indices()), per_row
 

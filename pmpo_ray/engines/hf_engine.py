@@ -9,25 +9,17 @@ with a per-request seed.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Literal, Sequence
 
-import pyarrow as pa
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
-from pmpo_ray.engines.chat import TemplateFrames
-from pmpo_ray.engines.generation import PreparedGeneration, Sample, generation_rows
+from pmpo_ray.engines.generation import PreparedGeneration, Sample
 from pmpo_ray.engines.models import resolve_model_path
 from pmpo_ray.engines.prefix_sharing import prefix_groups
 from pmpo_ray.engines.prepared_calls import PreparedEngine
-from pmpo_ray.engines.scoring import (
-    PreparedScoring,
-    TokenScores,
-    long_first_batches,
-    run_scoring,
-)
-from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
+from pmpo_ray.engines.scoring import TokenScores, long_first_batches
+from pmpo_ray.engines.tokenization import EncodedRequest
 
 # Shorter shared prefixes are not worth a separate pass and a cache copy.
 MIN_SHARED_PREFIX = 16
@@ -38,7 +30,7 @@ class HfConfig(EngineSettings):
 
 
 class HfEngine(PreparedEngine):
-    """One transformers model: `score`, `generate` and `count_tokens` over Arrow tables."""
+    """One transformers model in this process (engines/engine.py: the contract)."""
 
     config_class = HfConfig
 
@@ -46,8 +38,7 @@ class HfEngine(PreparedEngine):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.config = config
-        self.prompt_format = prompt_format or PromptFormat()
+        super().__init__(config, prompt_format)
         self.model_path = resolve_model_path(config.model)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if config.dtype == "auto":  # fp32 is the reference on CPU; GPUs want bf16
@@ -55,31 +46,17 @@ class HfEngine(PreparedEngine):
         else:
             dtype = getattr(torch, config.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self.template_frames = TemplateFrames()  # kept across batches
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
         self.model.to(self.device).eval()
         self.pad_id = self.tokenizer.pad_token_id or 0
 
-    def close(self) -> None:
-        """Nothing runs outside this process; here for symmetry with VllmEngine."""
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return count_tokens(self.tokenizer, texts)
-
-    def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
-        if isinstance(prepared, PreparedScoring):
-            return run_scoring(
-                prepared,
-                token_scorer=partial(self._token_scores, share=prepared.share_prefixes),
-                max_batch_tokens=self.config.max_batch_tokens,
-            )
-        samples = [
+    def generate_samples(self, prepared: PreparedGeneration) -> list[list[Sample]]:
+        return [
             self._sample(ids, row)
             for ids, row in zip(prepared.token_ids, prepared.table.to_pylist())
         ]
-        return generation_rows(prepared.table, samples, prepared.token_ids)
 
-    def _token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
+    def token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
         if not share:
             return self._score_rows(batch, prefix_len=0, cache=None)
         groups = prefix_groups(batch, MIN_SHARED_PREFIX)

@@ -7,11 +7,12 @@ gets by default. It times every call so the busy figures read like a replica poo
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pyarrow as pa
 
 from pmpo_ray.engines.dispatcher import ReplicaWork
+from pmpo_ray.engines.engine import Engine
 
 
 class InProcessClient:
@@ -19,19 +20,21 @@ class InProcessClient:
     names: the rewriter (the scorer when there is none) or the scorer (held-out answers). The
     client owns its engines: `close` stops them."""
 
-    def __init__(self, scorer, rewriter=None):
+    def __init__(self, scorer: Engine, rewriter: Engine | None = None):
         self.engines = {"scorer": scorer}
         if rewriter is not None and rewriter is not scorer:
             self.engines["rewriter"] = rewriter
         self.totals = {name: ReplicaWork() for name in self.engines}
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
-        return self._call("scorer", "score", requests, with_token_logprobs)
+        scorer = self.engines["scorer"]
+        return self._timed("scorer", requests, lambda: scorer.score(requests, with_token_logprobs))
 
     def generate(self, requests: pa.Table, pool: str = "rewriter") -> pa.Table:
         if pool not in ("rewriter", "scorer"):
             raise ValueError(f"generate: pool must be 'rewriter' or 'scorer'; got {pool!r}")
-        return self._call(pool if pool in self.engines else "scorer", "generate", requests)
+        name = pool if pool in self.engines else "scorer"
+        return self._timed(name, requests, lambda: self.engines[name].generate(requests))
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.engines["scorer"].count_tokens(texts)
@@ -50,9 +53,10 @@ class InProcessClient:
         for engine in self.engines.values():
             engine.close()
 
-    def _call(self, name: str, method: str, requests: pa.Table, *args) -> pa.Table:
+    def _timed(self, name: str, requests: pa.Table, call: Callable[[], pa.Table]) -> pa.Table:
+        """`call`'s result, its time and work added to engine `name`'s totals."""
         started = time.perf_counter()
-        result = getattr(self.engines[name], method)(requests, *args)
+        result = call()
         tokens = sum(result.column("n_tokens").to_pylist())
         self.totals[name].record(started, requests.num_rows, tokens)
         return result

@@ -17,12 +17,22 @@ import math
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Sequence
 
 import pyarrow as pa
 
-from pmpo_ray.engines.dispatcher import REASON_CHARS
-from pmpo_ray.engines.replicas import TOKENS_GROUP, ReplicaPool
+from pmpo_ray.engines.dispatcher import Method
+from pmpo_ray.engines.replica_calls import (
+    Send,
+    call_replica,
+    call_with_failover,
+    pool_down_message,
+    send_count_tokens,
+    send_generate,
+    send_score,
+)
+from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.row_chunks import (
     IN_FLIGHT_PER_REPLICA,
     check_answered,
@@ -32,108 +42,7 @@ from pmpo_ray.engines.row_chunks import (
     plan_batches,
     split_rows,
 )
-from pmpo_ray.errors import USER_ERROR_NAMES, PoolDownError, ReplicaError, first_line, root_cause
-
-
-def call_with_failover(
-    pool_name: str,
-    actors: list,
-    dispatcher,
-    method: str,
-    *args,
-    job: str = "",
-    max_deaths: int = 3,
-):
-    """Run `method` on the least busy live replica; if that replica's process dies (or its
-    node leaves the cluster) during the call, run it again on another live one (or the
-    restarted one), up to `max_deaths` times: a request that kills every replica it meets
-    (say, one too big for memory) must not use up the whole pool. A replica that raised an
-    ordinary error is not retried: the error is the answer, recorded for `job`."""
-    import ray
-    from ray.exceptions import RayActorError
-
-    for _ in range(max_deaths):
-        lent = ray.get(dispatcher.acquire.remote())
-        if lent is None:
-            raise PoolDownError(pool_down_message(pool_name, ray.get(dispatcher.health.remote())))
-        index, node_id = lent
-        work = None
-        try:
-            call = actors[index].call
-            if method == "count_tokens":  # a tokenizer call: not behind the engine's batch
-                call = call.options(concurrency_group=TOKENS_GROUP)
-            result, work = wait_for_call(call.remote(method, *args), node_id)
-            return result
-        except (RayActorError, NodeLostError) as error:
-            ray.get(dispatcher.report_failure.remote(index, first_line(error, REASON_CHARS)))
-            index = None  # report_failure took it back
-        except Exception as error:
-            cause = root_cause(error)
-            where = f"{pool_name} replica {index}"
-            # waited for: the driver asks for it as soon as the job has failed
-            ray.get(dispatcher.record_error.remote(job, type(cause).__name__, str(cause), where))
-            raise
-        finally:
-            if index is not None:
-                dispatcher.release.remote(index, work, method)
-    message = (
-        f"{method} of {describe_args(args)} in the {pool_name} pool: {max_deaths} replicas died "
-        "running it (too big for a replica's memory?)"
-    )
-    where = f"the {pool_name} pool"
-    ray.get(dispatcher.record_error.remote(job, "ReplicaError", message, where))
-    raise ReplicaError(message)
-
-
-def describe_args(args: tuple) -> str:
-    table = args[0] if args else None
-    if isinstance(table, pa.Table) and "request_id" in table.column_names and table.num_rows:
-        ids = table.column("request_id")
-        return f"requests {ids[0].as_py()}..{ids[-1].as_py()} ({table.num_rows} rows)"
-    return "one call"
-
-
-class NodeLostError(RuntimeError):
-    """The node of the replica a call waits on left the cluster."""
-
-
-def wait_for_call(ref, node_id: str | None, check_every_s: float = 5.0):
-    """The call's result; a call to a replica whose node is gone can wait forever for a
-    restart with nowhere to go, so the node is checked every few seconds."""
-    import ray
-
-    while True:
-        done, _ = ray.wait([ref], timeout=check_every_s)
-        if done:
-            return ray.get(ref)
-        if node_id is not None and not node_alive(node_id):
-            raise NodeLostError(f"its node {node_id[:8]} left the cluster")
-
-
-def node_alive(node_id: str) -> bool:
-    import ray
-
-    return any(node["NodeID"] == node_id and node["Alive"] for node in ray.nodes())
-
-
-def call_replica(
-    batch: pa.Table,
-    *,
-    pool_name: str,
-    actors: list,
-    dispatcher,
-    method: str,
-    call_args: tuple,
-    job: str,
-) -> pa.Table:
-    """A Ray Data map_batches task: one batch on one live replica of the pool."""
-    return call_with_failover(pool_name, actors, dispatcher, method, batch, *call_args, job=job)
-
-
-def pool_down_message(pool_name: str, health: dict) -> str:
-    reasons = {**health["restarting"], **health["gone"]}
-    why = "; ".join(f"replica {index}: {reason}" for index, reason in sorted(reasons.items()))
-    return f"the {pool_name} pool has no live replica left of {health['replicas']} ({why})"
+from pmpo_ray.errors import USER_ERROR_NAMES, PoolDownError, ReplicaError
 
 
 class RayDataClient:
@@ -164,12 +73,13 @@ class RayDataClient:
         check_free_cpu(ray.cluster_resources().get("CPU", 0.0) - reserved)
 
     def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
-        result = self._job("scorer", "score", requests, (with_token_logprobs,))
+        send = partial(send_score, with_token_logprobs=with_token_logprobs)
+        result = self._job("scorer", Method.SCORE, send, requests)
         return join_scores(requests, result)
 
     def generate(self, requests: pa.Table, pool: str = "rewriter") -> pa.Table:
         """`pool`: "rewriter" (rewrites, segmentations) or "scorer" (held-out answers)."""
-        result = self._job(self._generation_pool(pool), "generate", requests, ())
+        result = self._job(self._generation_pool(pool), Method.GENERATE, send_generate, requests)
         check_answered(requests, result, samples=requests.column("n"))
         return result
 
@@ -177,17 +87,19 @@ class RayDataClient:
         """Counted by the scorer replicas (prompts are measured in the scorer model's tokens),
         a large list spread over all of them at once."""
         pool = self.pools["scorer"]
+        count = partial(
+            call_with_failover,
+            "scorer",
+            pool.actors,
+            pool.dispatcher,
+            Method.COUNT_TOKENS,
+            send_count_tokens,
+        )
         parts = split_texts(list(texts), len(pool.actors))
         if len(parts) <= 1:
-            return call_with_failover("scorer", pool.actors, pool.dispatcher, "count_tokens", texts)
+            return count(texts)
         with ThreadPoolExecutor(max_workers=len(parts)) as threads:
-            counted = threads.map(
-                lambda part: call_with_failover(
-                    "scorer", pool.actors, pool.dispatcher, "count_tokens", part
-                ),
-                parts,
-            )
-            return [count for part in counted for count in part]
+            return [n for part in threads.map(count, parts) for n in part]
 
     def stats(self) -> dict[str, dict]:
         """Per pool: replicas, live replicas, jobs, and the batches (calls), rows, tokens,
@@ -216,9 +128,10 @@ class RayDataClient:
             raise ValueError(f"generate: pool must be 'rewriter' or 'scorer'; got {pool!r}")
         return pool if pool in self.pools else "scorer"
 
-    def _job(self, pool_name: str, method: str, requests: pa.Table, call_args: tuple) -> pa.Table:
+    def _job(self, pool_name: str, method: Method, send: Send, requests: pa.Table) -> pa.Table:
         """One Ray Data job: the table cut into work-sized batches, one block each, each block
-        one map task on a live replica; the lean result parts in request order."""
+        one map task sending its batch to a live replica (`send`); the lean result parts in
+        request order."""
         import ray
         from ray.data import TaskPoolStrategy
 
@@ -246,7 +159,7 @@ class RayDataClient:
                 "actors": pool.actors,
                 "dispatcher": pool.dispatcher,
                 "method": method,
-                "call_args": call_args,
+                "send": send,
                 "job": job,
             },
             batch_size=None,
@@ -270,7 +183,7 @@ class RayDataClient:
             raise RuntimeError(f"{requests.num_rows} requests, no results")
         return pa.concat_tables(parts, promote_options="default")
 
-    def _batch_sizes(self, pool: ReplicaPool, method: str, n_rows: int) -> list[int]:
+    def _batch_sizes(self, pool: ReplicaPool, method: Method, n_rows: int) -> list[int]:
         """A fixed `batch_rows` when the pool sets one; else work-sized batches, capped by the
         rows `max_batch_seconds` holds at the pool's measured engine seconds per row."""
         import ray

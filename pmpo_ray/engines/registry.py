@@ -1,11 +1,20 @@
 """Backends by name: each is one engine class with its own config class.
 
-Adding a backend is one new file (a config class subclassing `EngineSettings` with
-`backend: Literal["name"]`, and an engine class with `config_class`, `score`, `generate`,
-`count_tokens`, `close`) plus one entry in `BACKENDS` below. Configs name a backend with
-`backend: name` (default vllm); the union below validates each one against its own class, so
-a vLLM-only knob on a transformers engine is an error, not silently ignored. Engine classes
-import their heavy libraries (vLLM, torch) only when built, so validating a config stays fast.
+Adding a backend is one new file plus one entry in `BACKENDS` below
+(tests/test_backend_contract.py proves it). The file holds a config class, subclassing
+`EngineSettings` with `backend: Literal["name"]` and its own knobs (its defaults cover what
+replicas and pool planning read: `loads_model`, `gpus_per_engine`, `process_env`,
+`cpu_kv_cache_gib`), and an engine class meeting the `Engine` protocol of engines/engine.py:
+`config_class`, `config`, `prompt_format`, `tokenizer`, `template_frames`, `model_path`,
+`prepare_score`, `prepare_generate`, `run`, `score`, `generate`, `count_tokens`,
+`engine_died`, `close`. Subclassing `prepared_calls.PreparedEngine` gives all of them but the
+model's own work: loading it (`tokenizer`, `model_path`), `token_scores` and
+`generate_samples` (plus `close` and `engine_died` for an engine holding another process).
+
+Configs name a backend with `backend: name` (default vllm); the union below validates each one
+against its own class, so a vLLM-only knob on a transformers engine is an error, not silently
+ignored. Engine classes import their heavy libraries (vLLM, torch) only when built, so
+validating a config stays fast.
 """
 
 from __future__ import annotations
@@ -14,12 +23,17 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Field, Tag
 
-from pmpo_ray.config import FrozenConfig, PromptFormat, ReplicaConfig
+from pmpo_ray.config import EngineSettings, FrozenConfig, PromptFormat, ReplicaConfig
+from pmpo_ray.engines.engine import Engine
 from pmpo_ray.engines.hf_engine import HfEngine
 from pmpo_ray.engines.simulated_engine import SimulatedEngine
 from pmpo_ray.engines.vllm_engine import VllmEngine
 
-BACKENDS: dict[str, type] = {"vllm": VllmEngine, "hf": HfEngine, "simulated": SimulatedEngine}
+BACKENDS: dict[str, type[Engine]] = {
+    "vllm": VllmEngine,
+    "hf": HfEngine,
+    "simulated": SimulatedEngine,
+}
 DEFAULT_BACKEND = "vllm"
 
 
@@ -47,7 +61,7 @@ def default_engine_config():
     return BACKENDS[DEFAULT_BACKEND].config_class()
 
 
-def build_engine(config, prompt_format: PromptFormat | None = None):
+def build_engine(config: EngineSettings, prompt_format: PromptFormat | None = None) -> Engine:
     """An engine of `config`'s backend, loaded in this process."""
     if config.backend not in BACKENDS:  # configs are validated; code can still build one
         raise ValueError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -44,7 +44,7 @@ def replica_memory_bytes(engine, on_gpu: bool, model_folder: str | None) -> int:
 def replica_memory_parts(engine, on_gpu: bool, model_folder: str | None) -> dict[str, int]:
     """Host memory of one replica by part: process base, weights (unknown: 0, the model is
     not on this machine), KV cache on CPU, and the scoring batch's logits/logprobs on CPU."""
-    if not getattr(engine, "loads_model", True):  # the simulated backend: no weights, no torch
+    if not engine.loads_model:  # the simulated backend: no weights, no torch
         return {"process": MODELLESS_PROCESS_BYTES}
     if on_gpu:  # weights, KV cache and logits live in GPU memory (gpu_memory_utilization)
         return {"process": PROCESS_BASE_BYTES}
@@ -60,8 +60,7 @@ def replica_memory_parts(engine, on_gpu: bool, model_folder: str | None) -> dict
 def cpu_kv_cache_bytes(engine, model_folder: str | None) -> int:
     """The KV cache a CPU replica allocates: the backend's own sizing (vLLM's whole GiB),
     nothing for a backend without one (transformers allocates per batch, in the logits' shadow)."""
-    sizing = getattr(engine, "cpu_kv_cache_gib", None)
-    return sizing(model_folder) * GIB if sizing else 0
+    return engine.cpu_kv_cache_gib(model_folder) * GIB
 
 
 def batch_tokens(engine) -> int:
@@ -118,7 +117,7 @@ def model_folder(engine) -> str | None:
     (the simulated backend: nothing to find, and nothing to download)."""
     from pmpo_ray.engines.models import local_model_folder
 
-    return local_model_folder(engine.model) if getattr(engine, "loads_model", True) else None
+    return local_model_folder(engine.model) if engine.loads_model else None
 
 
 def replica_memory_reservation(engine, replicas) -> int:

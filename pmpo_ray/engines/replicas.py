@@ -12,34 +12,43 @@ import logging
 import os
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pmpo_ray.config import EngineSettings, PromptFormat, ReplicaConfig
 from pmpo_ray.engines.dispatcher import ReplicaDispatcher, ReplicaWork
+from pmpo_ray.engines.engine import Engine
+from pmpo_ray.engines.generation import PreparedGeneration
 from pmpo_ray.engines.registry import build_engine
 from pmpo_ray.engines.replica_memory import replica_memory_reservation
+from pmpo_ray.engines.scoring import PreparedScoring
 from pmpo_ray.requests import SCORE_RESULT_FIELDS, TOKEN_LOGPROBS_FIELD
 
 log = logging.getLogger(__name__)
 
 
-class EngineReplica:
-    """Holds one engine; wrapped with `ray.remote` by `ReplicaPool.start`.
+# What a replica's engine call answers: its result and the work it cost (None: no engine work).
+Answer = tuple[object, dict | None]
 
-    Ray restarts a replica whose process dies (`ReplicaConfig.max_restarts`): `__init__` runs
-    again and loads a fresh engine. A replica whose engine died under it (vLLM's engine-core
-    process killed) ends its own process, so that Ray restarts it the same way.
+
+class EngineReplica:
+    """Holds one engine (engines/engine.py); wrapped with `ray.remote` by `ReplicaPool.start`.
+
+    Its calls are typed actor methods (`replica.score.remote(...)`), each answering its result
+    and the work it cost. Ray restarts a replica whose process dies
+    (`ReplicaConfig.max_restarts`): `__init__` runs again and loads a fresh engine. A replica
+    whose engine died under it (vLLM's engine-core process killed) ends its own process, so
+    that Ray restarts it the same way.
     """
 
     def __init__(self, engine: EngineSettings, prompt_format: PromptFormat, cpu_threads: int):
-        if getattr(engine, "loads_model", True):  # a model-less engine runs no torch to size
+        if engine.loads_model:  # a model-less engine runs no torch to size
             import torch
 
             torch.set_num_threads(cpu_threads)
-        self.engine = build_engine(engine, prompt_format)
+        self.engine: Engine = build_engine(engine, prompt_format)
         # Two batches may be here at once (see actor_options): one prepares (renders and
         # tokenizes, CPU only) while the other runs on the engine, which takes one at a time.
         self.engine_lock = threading.Lock()
@@ -58,20 +67,32 @@ class EngineReplica:
 
         return ray.get_runtime_context().get_node_id()
 
-    def call(self, method: str, *args) -> tuple[object, dict | None]:
-        """Run `score`, `generate` or `count_tokens`; return the result and the work it cost
-        (summed by the pool's dispatcher, which outlives this process). A table comes back
-        lean: request ids and result columns, never the request strings the driver holds."""
-        if method == "count_tokens":
-            return self.count_tokens(*args), None
+    def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> Answer:
+        """The engine's `score` of one batch: lean result columns and the work it cost."""
+        return self._batch(lambda: self.engine.prepare_score(requests, with_token_logprobs))
+
+    def generate(self, requests: pa.Table) -> Answer:
+        """The engine's `generate` of one batch, and the work it cost."""
+        return self._batch(lambda: self.engine.prepare_generate(requests))
+
+    def count_tokens(self, texts: Sequence[str]) -> Answer:
+        """Token counts, and no work: a tokenizer call (run beside the engine's batch, see
+        TOKENS_GROUP) is not engine time."""
+        return self.engine.count_tokens(texts), None
+
+    def _batch(self, prepare: Callable[[], PreparedScoring | PreparedGeneration]) -> Answer:
+        """Prepare a batch (CPU: rendering, tokenizing; beside another batch's engine work),
+        run it on the engine, and return its result with the work it cost (summed by the
+        pool's dispatcher, which outlives this process). A table comes back lean: request ids
+        and result columns, never the request strings the driver holds."""
         cpu_started = time.thread_time()
         with self.prepare_lock:
-            prepared = self._prepare(method, args)
+            prepared = prepare()
         prep_cpu = time.thread_time() - cpu_started
         with self.engine_lock:
             started = time.perf_counter()
             try:
-                result = self._run(method, args, prepared)
+                result = self.engine.run(prepared)
             except Exception as error:
                 self._exit_if_engine_died(error)
                 raise
@@ -87,34 +108,12 @@ class EngineReplica:
         )
         return lean, work.as_dict()
 
-    def _prepare(self, method: str, args: tuple):
-        """The backend's preparation of a batch (validation, rendering, tokenizing), or None
-        for a backend that does it inside its call."""
-        prepare = getattr(self.engine, "prepare", None)
-        return prepare(method, *args) if prepare is not None else None
-
-    def _run(self, method: str, args: tuple, prepared) -> pa.Table:
-        if prepared is not None:
-            return self.engine.run(prepared)
-        return getattr(self, method)(*args)
-
-    def score(self, requests: pa.Table, with_token_logprobs: bool = False) -> pa.Table:
-        return self.engine.score(requests, with_token_logprobs)
-
-    def generate(self, requests: pa.Table) -> pa.Table:
-        return self.engine.generate(requests)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return self.engine.count_tokens(texts)
-
     def close(self) -> None:
         self.closing.set()
         self.engine.close()
 
     def _exit_if_engine_died(self, error: Exception) -> None:
-        # Backends that can lose their engine while the process lives say so (optional method).
-        engine_died = getattr(self.engine, "engine_died", None)
-        if engine_died is not None and engine_died(error):
+        if self.engine.engine_died(error):
             log.error("engine died (%s): ending this replica so that Ray restarts it", error)
             os._exit(1)
 
@@ -172,9 +171,10 @@ def cpu_threads(replicas: ReplicaConfig) -> int:
     return max(1, int(-(-replicas.num_cpus // 1)))
 
 
-# A replica's concurrency group for `count_tokens`: the driver's length check of each task's
-# rewrites must not queue behind an engine batch of seconds, so it runs on a thread of its own
-# (the tokenizer is only read, never reconfigured, so sharing it with the engine call is safe).
+# A replica's concurrency group for `count_tokens` (callers pick it: replica_calls.py): the
+# driver's length check of each task's rewrites must not queue behind an engine batch of
+# seconds, so it runs on a thread of its own (the tokenizer is only read, never reconfigured,
+# so sharing it with the engine call is safe).
 TOKENS_GROUP = "tokens"
 
 
@@ -195,7 +195,7 @@ def actor_options(engine: EngineSettings, replicas: ReplicaConfig) -> dict:
         # engine_lock keeps engine calls one at a time; count_tokens: see TOKENS_GROUP).
         "max_concurrency": 2,
         # A dead replica is restarted (its engine reloaded); its lost batch is not retried on
-        # it but sent to a live replica by the Ray Data client (ray_data_client.call_replica).
+        # it but sent to a live replica by the Ray Data client (replica_calls.call_replica).
         "max_restarts": replicas.max_restarts,
         "max_task_retries": 0,
     }

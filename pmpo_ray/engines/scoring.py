@@ -232,7 +232,7 @@ def check_rows_fit(tables: Sequence[pa.Table], engine, prompt_format) -> None:
     too-long row fails in seconds, in one line naming it, not inside a replica a minute
     later. An engine whose model is not on this machine (downloaded by the replicas) is
     checked there instead."""
-    if not getattr(engine, "loads_model", True):  # the simulated backend: words, no window
+    if not engine.loads_model:  # the simulated backend: words, no window
         return
     from transformers import AutoTokenizer  # heavy (imports torch): only when there is a model
 

@@ -13,10 +13,10 @@ modeled sleeps the rest, so replicas are busy for the modeled time on any machin
 Tokens are whitespace-separated words (a word's id is its CRC-32, the same in every replica),
 so nothing is downloaded and neither torch nor vLLM is imported. The chat template is a plain
 one of this file's own. Scoring and generation go through the same shared code as the real
-backends (`prepared_calls.prepare_call`, `scoring.run_scoring` and `generation_rows`), so
+backends (`prepared_calls.PreparedEngine`: `scoring.run_scoring` and `generation_rows`), so
 tables, window checks, batching and prefix sharing behave as theirs do. Each call's modeled time
-starts when it runs: its preparation (`prepare`: rendering, tokenizing) is CPU work outside the
-engine, as on a real replica.
+starts when it runs: its preparation (`prepare_*`: rendering, tokenizing) is CPU work outside
+the engine, as on a real replica.
 
 Log-probabilities and texts depend on the request alone (never on the replica, the batch or
 the order; only computed-token counts depend on the batch, as with a real prefix cache), and
@@ -24,23 +24,16 @@ are shaped like a cooperative model's, so the optimizer does a real round's work
 - scoring: each continuation token's log-probability is a function of the whole context
   (template, prompt, input) and the token, so different prompts, and a prompt with a unit
   masked, get different losses;
-- a segmentation request (pmpo/masking.py) is answered with the prompt's sentences, verbatim,
-  each wrapped in <mask></mask>;
-- a rewrite request (pmpo/rewrite.py, either meta-prompt) with the current prompt with one
-  sentence replaced, added or dropped (drawn from the seed and sample index), inside
-  <prompt></prompt>: it passes vetting unless it repeats an earlier prompt, which happens now
-  and then, as with a real model;
-- any other generation (held-out answers) with a short sentence.
+- generation: segmentations, rewrites and answers a cooperative model would write
+  (engines/simulated_answers.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
 import re
 import time
 import zlib
-from typing import ClassVar, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -48,24 +41,14 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
-from pmpo_ray.engines.chat import TemplateFrames
-from pmpo_ray.engines.generation import PreparedGeneration, Sample, generation_rows
+from pmpo_ray.engines.generation import PreparedGeneration, Sample
 from pmpo_ray.engines.prefix_sharing import common_prefix
 from pmpo_ray.engines.prepared_calls import PreparedEngine
-from pmpo_ray.engines.scoring import PreparedScoring, TokenScores, run_scoring
+from pmpo_ray.engines.scoring import PreparedScoring, TokenScores
+from pmpo_ray.engines.simulated_answers import WORD, simulated_sample
 from pmpo_ray.engines.tokenization import EncodedRequest
-from pmpo_ray.pmpo.masking import sentence_spans
-from pmpo_ray.pmpo.rewrite import META_PROMPTS
 
-_WORD = re.compile(r"\S+")
 _LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
-# Mirrors masking.segmentation_request (tests/test_simulated_engine.py checks the round trip).
-_SEGMENTATION = re.compile(r"Wrap at most (\d+) parts.*\n###\n(.*)\n###\nOutput:\Z", re.DOTALL)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-MAX_SENTENCES = 6  # rewrites stay about as long as the prompt they start from
-OPENERS = ("Read", "Check", "Reason about", "Compare", "Restate", "Weigh", "Trace", "Quote")
-OBJECTS = ("the question", "each option", "every step", "the facts", "the last line", "the goal")
-MANNERS = ("carefully", "step by step", "before answering", "twice", "in order", "briefly")
 
 
 class SimulatedConfig(EngineSettings):
@@ -90,8 +73,11 @@ class SimulatedConfig(EngineSettings):
         description="Cost of each generated token, at the engine's batched decode throughput "
         "(5e-4: 2,000 tokens/s).",
     )
-    # Read by replica_memory (no weights, a small process) and replicas (no torch threads).
-    loads_model: ClassVar[bool] = False
+
+    @property
+    def loads_model(self) -> bool:
+        """No weights and no torch: a small replica, and no window to check rows against."""
+        return False
 
 
 class WordTokenizer:
@@ -103,7 +89,7 @@ class WordTokenizer:
             encodings = [self(one, return_offsets_mapping=return_offsets_mapping) for one in text]
             names = ["input_ids"] + ["offset_mapping"] * return_offsets_mapping
             return {name: [encoding[name] for encoding in encodings] for name in names}
-        words = list(_WORD.finditer(text))
+        words = list(WORD.finditer(text))
         encoding = {"input_ids": [zlib.crc32(word.group().encode()) for word in words]}
         if return_offsets_mapping:
             encoding["offset_mapping"] = [word.span() for word in words]
@@ -127,46 +113,30 @@ class SimulatedEngine(PreparedEngine):
     model_path = "simulated (no model)"
 
     def __init__(self, config: SimulatedConfig, prompt_format: PromptFormat | None = None):
-        self.config = config
-        self.prompt_format = prompt_format or PromptFormat()
+        super().__init__(config, prompt_format)
         self.tokenizer = WordTokenizer()
-        self.template_frames = TemplateFrames()  # kept across batches
 
-    def close(self) -> None:
-        """Nothing to release."""
+    def token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
+        return simulated_scores(batch, share)
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(_WORD.findall(text)) for text in texts]
+    def generate_samples(self, prepared: PreparedGeneration) -> list[list[Sample]]:
+        max_len = self.config.model.max_model_len
+        return [
+            [simulated_sample(row, index, max_len - len(ids)) for index in range(row["n"])]
+            for ids, row in zip(prepared.token_ids, prepared.table.to_pylist())
+        ]
 
     def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
+        """The shared run, lasting the modeled time of the tokens it read and wrote."""
+        started = time.perf_counter()
+        result = super().run(prepared)
         if isinstance(prepared, PreparedScoring):
-            return self._run_scoring(prepared)
-        return self._run_generation(prepared)
-
-    def _run_scoring(self, prepared: PreparedScoring) -> pa.Table:
-        started = time.perf_counter()
-        share = prepared.share_prefixes
-        scored = run_scoring(
-            prepared,
-            token_scorer=lambda batch: simulated_scores(batch, share),
-            max_batch_tokens=self.config.max_batch_tokens,
-        )
-        read = pc.sum(scored.column("n_computed_tokens")).as_py() or 0
-        self._take_modeled_time(started, read_tokens=read, generated_tokens=0)
-        return scored
-
-    def _run_generation(self, prepared: PreparedGeneration) -> pa.Table:
-        started = time.perf_counter()
-        requests, token_ids = prepared.table, prepared.token_ids
-        max_len = self.config.model.max_model_len
-        samples = [
-            [simulated_sample(row, index, max_len - len(ids)) for index in range(row["n"])]
-            for ids, row in zip(token_ids, requests.to_pylist())
-        ]
-        generated = sum(n_tokens for row in samples for _, n_tokens, _ in row)
-        read = sum(len(ids) for ids in token_ids)
+            read, generated = pc.sum(result.column("n_computed_tokens")).as_py() or 0, 0
+        else:
+            read = sum(len(ids) for ids in prepared.token_ids)
+            generated = pc.sum(result.column("n_tokens")).as_py() or 0
         self._take_modeled_time(started, read_tokens=read, generated_tokens=generated)
-        return generation_rows(requests, samples, token_ids)
+        return result
 
     def modeled_seconds(self, read_tokens: int, generated_tokens: int) -> float:
         """What one call reading and writing these many tokens costs under the cost model."""
@@ -207,80 +177,3 @@ def simulated_scores(batch: Sequence[EncodedRequest], share: bool) -> list[Token
         results.append(TokenScores(logprobs, logprobs > -0.5, computed))
         previous = request.token_ids
     return results
-
-
-def simulated_sample(row: dict, index: int, room: int) -> Sample:
-    """Sample `index` of a generation request: (text, tokens, finish reason); an answer longer
-    than `max_tokens` (or the window's room) is cut there, as an engine cuts it."""
-    text = simulated_text(row, index)
-    words = _WORD.findall(text)
-    limit = min(row["max_tokens"], room)
-    if len(words) <= limit:
-        return text, len(words), "stop"
-    return " ".join(words[:limit]), limit, "length"
-
-
-def simulated_text(row: dict, index: int) -> str:
-    """What a cooperative model would answer to this request (see the module's docstring)."""
-    rng = random.Random(request_key(row, index))
-    user_input = row["input"]
-    segmentation = _SEGMENTATION.search(user_input)
-    if segmentation is not None:
-        prompt, max_units = segmentation.group(2), int(segmentation.group(1))
-        units = [prompt[start:end] for start, end in sentence_spans(prompt, max_units)]
-        return " ".join(f"<mask>{unit}</mask>" for unit in units)
-    current = current_prompt(user_input)
-    if current is not None:
-        rewritten = varied_prompt(current, rng)
-        if "<prompt>" in (row.get("prefill") or ""):  # the answer already opened the tag
-            return f"{rewritten}</prompt>"
-        return f"The prompt leaves the answer's form implicit. <prompt>{rewritten}</prompt>"
-    return f"The answer is {rng.choice(('yes', 'no', '(A)', '(B)', 'valid', '42'))}."
-
-
-def request_key(row: dict, index: int) -> int:
-    """A stable integer of the request's content, seed and sample index (Python's hash() is
-    salted per process; replicas must agree)."""
-    parts = [str(row.get(name) or "") for name in ("prompt", "role", "input", "prefill", "seed")]
-    digest = hashlib.blake2b("\x1f".join([*parts, str(index)]).encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big")
-
-
-def _meta_prompt_pattern(template: str) -> re.Pattern:
-    """A meta-prompt template as a regex capturing its current prompt."""
-    pieces = re.split(r"\{(\w+)\}", template)  # literal, field, literal, field, ...
-    fields = {"current_prompt": "(?P<current>.*?)"}  # every other field: anything
-    regex = "".join(
-        re.escape(piece) if i % 2 == 0 else fields.get(piece, ".*?")
-        for i, piece in enumerate(pieces)
-    )
-    return re.compile(regex + r"\Z", re.DOTALL)
-
-
-_META_PROMPTS = [_meta_prompt_pattern(template) for template in META_PROMPTS.values()]
-
-
-def current_prompt(user_input: str) -> str | None:
-    """The prompt a rewrite request asks to improve; None for another request."""
-    for pattern in _META_PROMPTS:
-        match = pattern.match(user_input)
-        if match is not None:
-            return match.group("current")
-    return None
-
-
-def varied_prompt(current: str, rng: random.Random) -> str:
-    """`current` with one sentence replaced, added or dropped, its length kept within
-    MAX_SENTENCES."""
-    sentences = [s for s in _SENTENCE_END.split(current.strip()) if s]
-    new = f"{rng.choice(OPENERS)} {rng.choice(OBJECTS)} {rng.choice(MANNERS)}."
-    moves = ["replace"] * bool(sentences)
-    moves += ["add"] * (len(sentences) < MAX_SENTENCES) + ["drop"] * (len(sentences) > 1)
-    move, at = rng.choice(moves), rng.randrange(len(sentences) + 1)
-    if move == "replace":
-        sentences[at % len(sentences)] = new
-    elif move == "add":
-        sentences.insert(at, new)
-    else:
-        del sentences[at % len(sentences)]
-    return " ".join(sentences)

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import partial
 from typing import Literal, Sequence
 
 import numpy as np
-import pyarrow as pa
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
-from pmpo_ray.engines.chat import TemplateFrames
-from pmpo_ray.engines.generation import PreparedGeneration, generation_rows
+from pmpo_ray.engines.generation import PreparedGeneration, Sample
 from pmpo_ray.engines.models import model_folder_if_here, resolve_model_path
 from pmpo_ray.engines.prepared_calls import PreparedEngine
 from pmpo_ray.engines.replica_memory import auto_kv_cache_gib
-from pmpo_ray.engines.scoring import PreparedScoring, TokenScores, run_scoring
-from pmpo_ray.engines.tokenization import EncodedRequest, count_tokens
+from pmpo_ray.engines.scoring import TokenScores
+from pmpo_ray.engines.tokenization import EncodedRequest
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +76,12 @@ class VllmConfig(EngineSettings):
 
 
 class VllmEngine(PreparedEngine):
-    """One vLLM engine: `score`, `generate` and `count_tokens` over Arrow tables."""
+    """One vLLM engine, its engine core in a child process (engines/engine.py: the contract)."""
 
     config_class = VllmConfig
 
     def __init__(self, config: VllmConfig, prompt_format: PromptFormat | None = None):
-        self.config = config
-        self.prompt_format = prompt_format or PromptFormat()
+        super().__init__(config, prompt_format)
         self.model_path = resolve_model_path(config.model)
         # vLLM reads this at engine start; a replica's process has it from process_env.
         os.environ.setdefault(
@@ -106,7 +102,6 @@ class VllmEngine(PreparedEngine):
             **_block_size(config),
         )
         self.tokenizer = self.llm.get_tokenizer()
-        self.template_frames = TemplateFrames()  # kept across batches
 
     def close(self) -> None:
         """Stop the engine-core process now, while logging still works (not at interpreter exit)."""
@@ -121,19 +116,7 @@ class VllmEngine(PreparedEngine):
 
         return isinstance(error, EngineDeadError)
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return count_tokens(self.tokenizer, texts)
-
-    def run(self, prepared: PreparedScoring | PreparedGeneration) -> pa.Table:
-        if isinstance(prepared, PreparedScoring):
-            return run_scoring(
-                prepared,
-                token_scorer=partial(self._token_scores, share=prepared.share_prefixes),
-                max_batch_tokens=self.config.max_batch_tokens,
-            )
-        return self._generate(prepared)
-
-    def _token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
+    def token_scores(self, batch: Sequence[EncodedRequest], share: bool) -> list[TokenScores]:
         if not share:
             return self._prompt_logprobs(batch, read_cache=False)
         # vLLM's V1 scheduler caches a block when it allocates it, so rows of one call already
@@ -178,13 +161,12 @@ class VllmEngine(PreparedEngine):
             results.append(scores._replace(computed=len(request.token_ids) - cached))
         return results
 
-    def _generate(self, prepared: PreparedGeneration) -> pa.Table:
+    def generate_samples(self, prepared: PreparedGeneration) -> list[list[Sample]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        requests, token_ids = prepared.table, prepared.token_ids
         prompts, params = [], []
-        for ids, row in zip(token_ids, requests.to_pylist()):
+        for ids, row in zip(prepared.token_ids, prepared.table.to_pylist()):
             prompts.append(TokensPrompt(prompt_token_ids=ids))
             params.append(
                 SamplingParams(
@@ -196,11 +178,10 @@ class VllmEngine(PreparedEngine):
                 )
             )
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        samples = [
+        return [
             [(c.text, len(c.token_ids), c.finish_reason or "") for c in out.outputs]
             for out in outputs
         ]
-        return generation_rows(requests, samples, token_ids)
 
 
 def _engine_dtype(dtype: str) -> str:

@@ -12,12 +12,13 @@ the next call keeps every task already evaluated on the same basis (evaluation/r
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from functools import partial
 
 import pyarrow as pa
 
-from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.evaluation.heldout import (
+    EvalPrompt,
     EvalTask,
     answer_requests,
     eval_prompts,
@@ -29,36 +30,51 @@ from pmpo_ray.evaluation.heldout import (
     score_metrics,
 )
 from pmpo_ray.evaluation.resume import BASIS, evaluation_basis, kept_evaluation
+from pmpo_ray.jobs import EvaluationConfig
+from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.loss import resolve_objective
 from pmpo_ray.pmpo.rounds import run_stage
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
 from pmpo_ray.run_folder.records import RunFolder, TaskFolder
 from pmpo_ray.run_folder.write import write_evaluation
 from pmpo_ray.tasks.formats import DataError
-from pmpo_ray.tasks.task import load_task
+from pmpo_ray.tasks.task import Task, load_task
 
 
-def eval_task(folder: TaskFolder, config: EvaluationConfig) -> tuple[EvalTask, int]:
-    """The task's held-out examples (capped by max_examples) and prompts; also n_train."""
-    task = load_task(folder.config.task)
+def eval_task(
+    task: Task,
+    prompts: Sequence[EvalPrompt],
+    config: EvaluationConfig,
+    optimizer: OptimizerConfig | None = None,
+) -> EvalTask:
+    """`task`'s held-out examples (capped by max_examples) with `prompts`; its loss is the
+    optimizer's objective, or without one cross-entropy per token (a study compares every
+    variant on that one measure)."""
     examples = task.test[: config.max_examples] if config.max_examples else task.test
     if not examples:
         raise DataError(f"task {task.task_id!r}: held-out split is empty; nothing to evaluate")
-    prompts = eval_prompts(folder.initial_prompt, folder.best_prompt, config)
-    optimizer = folder.config.optimizer
-    return (
-        EvalTask(
-            task_id=task.task_id,
-            format=task.format,
-            answer_match=task.answer_match,
-            examples=tuple(examples),
-            prompts=prompts,
-            objective=resolve_objective(optimizer.objective, task.format),
-            reduction=optimizer.reduction,
-            beta=optimizer.beta,
-        ),
-        len(task.train),
+    objective, reduction, beta = "ce", "mean", 1.0
+    if optimizer is not None:
+        objective = resolve_objective(optimizer.objective, task.format)
+        reduction, beta = optimizer.reduction, optimizer.beta
+    return EvalTask(
+        task_id=task.task_id,
+        format=task.format,
+        answer_match=task.answer_match,
+        examples=tuple(examples),
+        prompts=tuple(prompts),
+        objective=objective,
+        reduction=reduction,
+        beta=beta,
     )
+
+
+def folder_eval_task(folder: TaskFolder, config: EvaluationConfig) -> tuple[EvalTask, int]:
+    """The task's held-out examples and its run's prompts, measured by its run's objective;
+    also n_train."""
+    task = load_task(folder.config.task)
+    prompts = eval_prompts(folder.initial_prompt, folder.best_prompt, config)
+    return eval_task(task, prompts, config, folder.config.optimizer), len(task.train)
 
 
 def evaluate_run(
@@ -69,7 +85,7 @@ def evaluate_run(
     pool="scorer")`): evaluation grades the model the prompts were optimized for, never a
     separate rewriter."""
     config = config or run.evaluation
-    loaded = [eval_task(folder, config) for folder in run.tasks]  # bad data fails first
+    loaded = [folder_eval_task(folder, config) for folder in run.tasks]  # bad data fails first
     results = {}
     for folder, (task, n_train) in zip(run.tasks, loaded):
         basis = evaluation_basis(folder, task, config)
@@ -125,7 +141,7 @@ def evaluate_task(
             rows,
             folder.candidates_scored,
             n_train,
-            folder.training_cost.tokens_generated,
+            folder.training_work.tokens_generated,
         ),
         "seconds": seconds,
     }

@@ -1,11 +1,13 @@
 """Held-out evaluation of a task's prompts, as plain functions over request tables.
 
 Every prompt (initial, optimized, baselines) is scored on the held-out split in the same
-batched teacher-forced pass the optimizer uses (cross-entropy; preference loss and pairwise
-accuracy where rejected answers exist; for multiple-choice tasks, option accuracy: the option
-the model scores highest, from that same pass), and answers greedily for accuracy. Building the
-requests and reading the results back are kept apart from running them, so one suite's tasks
-share one scoring call and one generation call, and this file is testable without a model.
+batched teacher-forced pass the optimizer uses (cross-entropy and the task's own objective, one
+of the three in pmpo/loss.py; pairwise accuracy where rejected answers exist; for formats with
+options, option accuracy: the option the model scores highest, from that same pass), and
+answers greedily for accuracy where the format generates answers (tasks/format_specs.py).
+Building the requests and reading the results back are kept apart from running them, so one
+suite's tasks share one scoring call and one generation call, and this file is testable
+without a model.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.evaluation.extractors import is_correct
 from pmpo_ray.evaluation.option_accuracy import option_accuracy
+from pmpo_ray.jobs import EvaluationConfig
 from pmpo_ray.pmpo.loss import example_losses, mean_loss, pairwise_accuracy
-from pmpo_ray.requests import Example, generate_requests, score_requests
+from pmpo_ray.requests import generate_requests, score_requests
+from pmpo_ray.tasks.example import Example
+from pmpo_ray.tasks.format_specs import TaskFormat, format_spec
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
@@ -44,7 +48,7 @@ class EvalTask:
     """One task's evaluation inputs: what to score, how to read answers and losses."""
 
     task_id: str
-    format: str
+    format: TaskFormat
     answer_match: str  # exact | option | number | none
     examples: tuple[Example, ...]
     prompts: tuple[EvalPrompt, ...]
@@ -171,7 +175,7 @@ def option_metrics(task: EvalTask, rows: Sequence[dict]) -> dict[str, float | No
     """Option accuracy (lm-eval's acc) and its per-character variant (acc_norm), from the rows
     already scored; null for formats without options (a preference task's rejected answers
     are not options to choose among: pairwise accuracy is its measure)."""
-    if task.format != "multiple_choice":
+    if not format_spec(task.format).has_options:
         return {"option_accuracy": None, "option_accuracy_norm": None}
     return {
         "option_accuracy": option_accuracy(rows),

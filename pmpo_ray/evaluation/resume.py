@@ -3,8 +3,8 @@
 Each evaluation.json records its basis: the evaluation settings, a hash of the optimization
 result it measured (the task's resolved config, its initial and best prompts and losses) and
 a hash of the held-out examples and prompts. A task whose file holds the current basis (and
-whose predictions exist) is kept; a missing, truncated or other-basis file is evaluated again,
-and so is a multiple-choice task's file written before option accuracy was measured.
+whose predictions exist) is kept; a missing, truncated, other-basis or unreadable file (one
+another pmpo-ray version wrote) is evaluated again.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.evaluation.heldout import EvalTask
+from pmpo_ray.jobs import EvaluationConfig
 from pmpo_ray.run_folder import layout
-from pmpo_ray.run_folder.records import TaskFolder
+from pmpo_ray.run_folder.fields import read_record
+from pmpo_ray.run_folder.records import Evaluation, TaskFolder
 
 BASIS = "basis"  # the field of evaluation.json that holds it
 
@@ -33,7 +34,7 @@ def evaluation_basis(folder: TaskFolder, task: EvalTask, config: EvaluationConfi
         "best_loss": folder.best_loss,
         "iterations": folder.iterations,
         "candidates_scored": folder.candidates_scored,
-        "tokens_generated": folder.training_cost.tokens_generated,
+        "tokens_generated": folder.training_work.tokens_generated,
     }
     heldout = {
         "examples": [asdict(example) for example in task.examples],
@@ -47,30 +48,15 @@ def evaluation_basis(folder: TaskFolder, task: EvalTask, config: EvaluationConfi
 
 
 def kept_evaluation(task_dir: Path, basis: dict) -> dict | None:
-    """The task's earlier evaluation when it holds `basis`, else None (evaluate again)."""
-    path = Path(task_dir) / layout.EVALUATION
+    """The task's earlier evaluation.json content when it holds `basis`, else None (evaluate
+    again)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # none yet, or cut short: either way, evaluate again
+        kept = read_record(Path(task_dir) / layout.EVALUATION, Evaluation)
+    except ValueError:  # none yet, cut short, or another version's: either way, evaluate again
         return None
-    if not isinstance(data, dict) or data.get(BASIS) != basis:
+    if kept.basis != basis or not (Path(task_dir) / layout.PREDICTIONS).is_file():
         return None
-    if lacks_option_accuracy(data):
-        return None
-    if not (Path(task_dir) / layout.PREDICTIONS).is_file():
-        return None
-    return data
-
-
-def lacks_option_accuracy(data: dict) -> bool:
-    """A multiple-choice evaluation from before option accuracy: its scoring pass already
-    held the distractors, but the field was not written, so keeping it would report null."""
-    if data.get("format") != "multiple_choice":
-        return False
-    prompts = data.get("prompts")
-    if not isinstance(prompts, list):
-        return True
-    return any(not isinstance(p, dict) or "option_accuracy" not in p for p in prompts)
+    return kept.model_dump(mode="json")
 
 
 def _sha256(value: object) -> str:

@@ -46,7 +46,12 @@ FIELD_ADAPTERS = {
 
 def snapshot(run: TaskRun) -> dict:
     """The run's state after a finished round, in values `json.dumps` accepts."""
-    return {"task_id": run.task.task_id, **RUN_STATE.dump_python(run.state, mode="json")}
+    return whole_entry(run.state, run.task.task_id)
+
+
+def whole_entry(state: RunState, task_id: str) -> dict:
+    """A task's whole state as a checkpoint entry: what `restore` reads."""
+    return {"task_id": task_id, **RUN_STATE.dump_python(state, mode="json")}
 
 
 def restore(run: TaskRun, data: dict) -> None:
@@ -69,7 +74,7 @@ def entry_since(written: RunState | None, state: RunState, task_id: str) -> dict
     field only its new entries. A field that is the same object as in `written` is unchanged
     and costs nothing; only the fields that are new objects are compared and converted."""
     if written is None:
-        return {"task_id": task_id, **RUN_STATE.dump_python(state, mode="json")}
+        return whole_entry(state, task_id)
     entry = {"task_id": task_id}
     for name in STATE_FIELDS:
         before, after = getattr(written, name), getattr(state, name)

@@ -1,4 +1,6 @@
-"""How one PMPO optimization runs: the loop's budgets and the engines it drives."""
+"""How the PMPO loop runs: its iterations, budgets, proposals, objective and guards.
+
+Job configs (which task, which engines) are in `pmpo_ray/jobs.py`."""
 
 from __future__ import annotations
 
@@ -6,11 +8,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from pmpo_ray.config import FrozenConfig, PromptFormat
-from pmpo_ray.engines.registry import EngineConfig, default_engine_config
-from pmpo_ray.evaluation.config import EvaluationConfig
+from pmpo_ray.config import FrozenConfig
 from pmpo_ray.pmpo.guards import RewriteGuards
-from pmpo_ray.tasks.config import TaskConfig
+from pmpo_ray.pmpo.loss import Objective
 
 
 class OptimizerConfig(FrozenConfig):
@@ -31,7 +31,7 @@ class OptimizerConfig(FrozenConfig):
         description="Top-K prompts kept; each is expanded every iteration. 1 = the paper's "
         "greedy rule.",
     )
-    objective: Literal["auto", "ce", "preference", "ce_plus_preference"] = Field(
+    objective: Literal["auto", Objective] = Field(
         "auto",
         description="ce: cross-entropy of the reference answer; preference: -log sigmoid(beta * "
         "(s_chosen - s_rejected)) over the rejected answers (distractors); ce_plus_preference: "
@@ -48,7 +48,7 @@ class OptimizerConfig(FrozenConfig):
         "short", description="Rewrite meta-prompt: long for large models, short for small ones."
     )
     use_masking: bool = Field(
-        True, description="Run the mask-guided importance analysis (proposal 'pmpo' only)."
+        True, description="Run masking: score each prompt unit masked (proposal 'pmpo' only)."
     )
     case_selection: Literal["hardest", "random"] = Field(
         "hardest",
@@ -58,9 +58,9 @@ class OptimizerConfig(FrozenConfig):
     proposal: Literal["pmpo", "ape", "paraphrase"] = Field(
         "pmpo",
         description="How new prompts are proposed: pmpo rewrites the prompt from a hard case and "
-        "its mask analysis; ape induces an instruction from `demonstrations` random training "
+        "its masking result; ape induces an instruction from `demonstrations` random training "
         "examples (an APE-style baseline); paraphrase rewrites the prompt with no example and "
-        "no analysis (a random-search baseline). Every proposal keeps the lowest-loss prompt.",
+        "no masking (a random-search baseline). Every proposal keeps the lowest-loss prompt.",
     )
     demonstrations: int = Field(
         3, ge=1, description="Training examples shown in one ape proposal request."
@@ -96,27 +96,6 @@ class OptimizerConfig(FrozenConfig):
     )
 
     @property
-    def analyzes_prompts(self) -> bool:
-        """Whether prompts get a mask analysis: only PMPO's own proposal reads one."""
+    def masks_prompts(self) -> bool:
+        """Whether prompts are masked: only PMPO's own proposal reads a masking result."""
         return self.use_masking and self.proposal == "pmpo"
-
-
-class OptimizeJobConfig(FrozenConfig):
-    task: TaskConfig = Field(..., description="The task to optimize.")
-    optimizer: OptimizerConfig = Field(
-        default_factory=OptimizerConfig, description="Loop settings."
-    )
-    scorer: EngineConfig = Field(
-        default_factory=default_engine_config, description="Engine that scores prompts."
-    )
-    rewriter: EngineConfig | None = Field(
-        None,
-        description="Engine that segments and rewrites; None = the scorer's engine (the "
-        "paper's setting).",
-    )
-    prompt_format: PromptFormat = Field(
-        default_factory=PromptFormat, description="How prompts are rendered."
-    )
-    evaluation: EvaluationConfig = Field(
-        default_factory=EvaluationConfig, description="Held-out evaluation (`pmpo evaluate`)."
-    )

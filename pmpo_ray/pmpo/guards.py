@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pydantic import Field
 
 from pmpo_ray.config import FrozenConfig
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.formats import OPTION_LABEL
 
 

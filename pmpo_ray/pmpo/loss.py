@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence, get_args
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pmpo_ray.tasks.format_specs import FORMAT_SPECS, format_spec
+
 Reduction = Literal["mean", "sum"]
 Objective = Literal["ce", "preference", "ce_plus_preference"]
-OBJECTIVES = ("ce", "preference", "ce_plus_preference")
-# Objectives that compare the reference with rejected answers, so those must be scored too.
-NEEDS_REJECTED = ("preference", "ce_plus_preference")
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
+# Every objective but plain cross-entropy has the preference term, which compares the reference
+# with rejected answers, so those must be scored too.
+NEEDS_REJECTED: tuple[Objective, ...] = tuple(o for o in OBJECTIVES if o != "ce")
 
 SCORED_COLUMNS = ("candidate_id", "example_id", "weight", "logprob_sum", "n_tokens")
 
@@ -191,7 +194,8 @@ def mean_loss(losses: Mapping[str, float]) -> float:
 
 def resolve_objective(objective: str, task_format: str) -> Objective:
     """The loss a config's `objective` means for a task of `task_format`: "auto" is the
-    preference loss for preference tasks and cross-entropy for every other format.
+    format's default objective (tasks/format_specs.py): the preference loss for preference
+    tasks and cross-entropy for every other format.
 
     Multiple choice gets cross-entropy of the gold option, not the paper's preference loss over
     the distractors: in our study (README, "Does it work?"; pipelines/studies/
@@ -199,11 +203,13 @@ def resolve_objective(objective: str, task_format: str) -> Objective:
     best generation accuracy, with option accuracy within the seeds' spread of the preference
     loss, and it scores a third of the rows per candidate, so an equal budget explores more.
     """
-    if objective != "auto":
-        if objective in NEEDS_REJECTED and task_format == "supervised":
-            raise ValueError(
-                f"the {objective} objective needs rejected answers: "
-                "use a multiple_choice or preference task"
-            )
-        return objective
-    return "preference" if task_format == "preference" else "ce"
+    spec = format_spec(task_format)
+    if objective == "auto":
+        return spec.default_objective
+    if objective in NEEDS_REJECTED and not spec.has_rejected_answers:
+        with_rejected = [s.name for s in FORMAT_SPECS.values() if s.has_rejected_answers]
+        raise ValueError(
+            f"the {objective} objective needs rejected answers: "
+            f"use a {' or '.join(with_rejected)} task"
+        )
+    return objective

@@ -141,11 +141,11 @@ def masked_prompt(prompt: str, span: Span) -> str:
     return prompt[:start] + MASK_TOKEN + prompt[end:]
 
 
-def ablation_deltas(base_loss: float, masked_losses: Sequence[float]) -> tuple[float, ...]:
+def mask_deltas(base_loss: float, masked_losses: Sequence[float]) -> tuple[float, ...]:
     return tuple(masked - base_loss for masked in masked_losses)
 
 
-def render_analysis(
+def render_masking(
     units: Sequence[str], deltas: Sequence[float], neutral_tolerance: float = 0.01
 ) -> str:
     """One line per unit, the way the rewriter reads it."""

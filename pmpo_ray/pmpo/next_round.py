@@ -1,7 +1,7 @@
 """Which round a run does next, and why it stops.
 
-An analysis is reused while its prompt stays in the population, so an iteration that keeps its
-incumbent costs one round (rewrite) and one that changes it costs two (analyze, rewrite).
+A masking result is reused while its prompt stays in the population, so an iteration that keeps
+its incumbent costs one round (rewrite) and one that changes it costs two (masking, rewrite).
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pmpo_ray.pmpo.config import OptimizerConfig
-from pmpo_ray.pmpo.records import Analysis
+from pmpo_ray.pmpo.records import MaskingResult
 from pmpo_ray.pmpo.run_state import Phase, RunState
 
 
-def after_analysis(state: RunState, config: OptimizerConfig, initial_prompt: str) -> RunState:
+def after_masking(state: RunState, config: OptimizerConfig, initial_prompt: str) -> RunState:
     state = without_masking(state, config, initial_prompt)
     if config.iterations > 0:
         return replace(state, phase=Phase.REWRITE)
@@ -30,37 +30,37 @@ def after_iteration(state: RunState, config: OptimizerConfig, initial_prompt: st
             stop_reason=f"no improvement in {config.patience} iterations",
         )
     if budget_spent(state, config.max_forward_passes):
-        spent = state.budget.forward_passes
+        spent = state.work.forward_passes
         return replace(
             state,
             phase=Phase.DONE,
             stop_reason=f"forward-pass budget: {spent} of {config.max_forward_passes} spent",
         )
-    if config.analyzes_prompts and state.unanalyzed(initial_prompt):
-        return replace(state, phase=Phase.ANALYZE)
+    if config.masks_prompts and state.unmasked(initial_prompt):
+        return replace(state, phase=Phase.MASK)
     return replace(without_masking(state, config, initial_prompt), phase=Phase.REWRITE)
 
 
 def without_masking(state: RunState, config: OptimizerConfig, initial_prompt: str) -> RunState:
     """With masking off there is nothing to measure; the rewriter is told so."""
-    if config.analyzes_prompts:
+    if config.masks_prompts:
         return state
     placeholders = {
-        candidate_id: Analysis(candidate_id, "none", "", (), (), "(mask analysis disabled)")
-        for candidate_id, _ in state.unanalyzed(initial_prompt)
+        candidate_id: MaskingResult(candidate_id, "none", "", (), (), "(mask analysis disabled)")
+        for candidate_id, _ in state.unmasked(initial_prompt)
     }
-    return replace(state, analyses={**state.analyses, **placeholders})
+    return replace(state, masking_results={**state.masking_results, **placeholders})
 
 
 def budget_spent(state: RunState, max_forward_passes: int | None) -> bool:
     """Whether the run ends nearer the budget by stopping now than by playing one more
     iteration, expected to cost what the last one did. Variants spend differently per
-    iteration (mask analysis, distractor rows); ending each as near the budget as it can keeps
+    iteration (masking, distractor rows); ending each as near the budget as it can keeps
     an equal-budget comparison about the prompts, not about who overshot most."""
     if max_forward_passes is None or not state.history:
         return False
-    expected = state.history[-1].budget.forward_passes
-    return state.budget.forward_passes + expected / 2 > max_forward_passes
+    expected = state.history[-1].work.forward_passes
+    return state.work.forward_passes + expected / 2 > max_forward_passes
 
 
 def stale_iterations(state: RunState) -> int:

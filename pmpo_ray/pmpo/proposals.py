@@ -1,7 +1,7 @@
 """Where a rewrite round's new prompts come from: which training examples each request is
 built on, and what the rewriter is asked.
 
-PMPO's own proposal rewrites the prompt from its hardest examples and its mask analysis. The
+PMPO's own proposal rewrites the prompt from its hardest examples and its masking result. The
 other proposals exist to measure what each of those parts is worth (pipelines/study.py): the
 same round with random examples instead of the hardest, an APE-style instruction induced from
 a few random examples, or a plain paraphrase of the prompt that sees no example and no
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.rewrite import rewrite_request
 from pmpo_ray.pmpo.select import hard_cases
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
 
 # Our wording of APE's instruction induction (Zhou et al. 2022): the model sees input/output
 # pairs and names the instruction that produced them.

@@ -1,4 +1,5 @@
-"""What an optimization leaves behind: every candidate, analysis, rejection and cost, frozen.
+"""What an optimization leaves behind: every candidate, masking result, rejection and the work
+done, frozen.
 
 Plain dataclasses of plain values, so a run can be written as Parquet/JSON and read back
 without pickle, and compared field by field across runs.
@@ -12,7 +13,7 @@ from pmpo_ray.pmpo.select import Candidate
 
 
 @dataclass(frozen=True)
-class Budget:
+class Work:
     """Work done; forward passes count scored rows (one teacher-forced pass each)."""
 
     forward_passes: int = 0
@@ -21,14 +22,14 @@ class Budget:
     tokens_generated: int = 0
     wall_seconds: float = 0.0
 
-    def __add__(self, other: "Budget") -> "Budget":
-        return Budget(
+    def __add__(self, other: "Work") -> "Work":
+        return Work(
             **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
         )
 
 
 @dataclass(frozen=True)
-class Analysis:
+class MaskingResult:
     """Mask-guided importance of one prompt's units."""
 
     candidate_id: str
@@ -52,14 +53,14 @@ class IterationRecord:
     iteration: int
     parent_ids: tuple[str, ...]
     hard_cases: dict[str, tuple[str, ...]]  # parent id -> example ids, hardest first
-    analyses: tuple[Analysis, ...]
-    candidates: tuple[Candidate, ...]  # the incumbents plus every scored variant
-    hard_case_of: dict[str, str]  # variant id -> example id it was rewritten from
+    masking_results: tuple[MaskingResult, ...]
+    candidates: tuple[Candidate, ...]  # the incumbents plus every scored rewrite
+    hard_case_of: dict[str, str]  # rewrite id -> example id it was rewritten from
     rejected: tuple[RejectedRewrite, ...]
     population: tuple[str, ...]  # candidate ids kept after this iteration, best first
     best_loss: float
     improved: bool
-    budget: Budget
+    work: Work
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class OptimizationResult:
     population: tuple[Candidate, ...]
     history: tuple[IterationRecord, ...]
     lineage: dict[str, str | None] = field(default_factory=dict)  # candidate -> parent
-    budget: Budget = field(default_factory=Budget)
+    work: Work = field(default_factory=Work)
     stop_reason: str = ""
     skipped_rows: dict[str, int] = field(default_factory=dict)  # invalid data rows, by reason
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable, Literal
 
 from pmpo_ray.pmpo.guards import RewriteGuards, guard_rejection
-from pmpo_ray.requests import Example
+from pmpo_ray.requests import generation_row
+from pmpo_ray.tasks.example import Example
 
 MetaPromptStyle = Literal["long", "short"]
 
@@ -90,6 +92,10 @@ class Vetted:
     reason: str  # "" if accepted, else one of REJECTION_REASONS
 
 
+# One greedy answer: how the rewriter answers a meta-prompt unless the caller samples.
+GREEDY = MappingProxyType({"n": 1, "temperature": 0.0, "top_p": 1.0, "seed": 0})
+
+
 def rewrite_request(
     style: MetaPromptStyle,
     *,
@@ -114,6 +120,25 @@ def rewrite_request(
         "current_prompt": current_prompt,
     }
     return _FIELD_PATTERN.sub(lambda match: values[match.group(1)], META_PROMPTS[style])
+
+
+def meta_prompt_row(
+    request_id: int, *, task_id: str, message: str, max_tokens: int, prefill: str = "", **sampling
+) -> dict:
+    """A generation request that asks the rewriter model a meta-prompt (a rewrite or a
+    segmentation). `sampling` sets generation_row's n, temperature, top_p and seed; those it
+    leaves out are GREEDY's."""
+    return generation_row(
+        request_id,
+        task_id=task_id,
+        prefill=prefill,
+        max_tokens=max_tokens,
+        # The meta-prompt is the user's message; no system prompt competes with it.
+        prompt="",
+        role="user",
+        user_input=message,
+        **(GREEDY | sampling),
+    )
 
 
 def extract_prompt(output: str) -> str | None:

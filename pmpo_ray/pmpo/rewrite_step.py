@@ -15,11 +15,15 @@ from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.loss import mean_loss
 from pmpo_ray.pmpo.next_round import after_iteration
 from pmpo_ray.pmpo.proposals import chosen_cases, proposal_message
-from pmpo_ray.pmpo.records import Budget, IterationRecord, RejectedRewrite
-from pmpo_ray.pmpo.rewrite import RESPONSE_PREFILL, extract_prompt, vet_rewrite
+from pmpo_ray.pmpo.records import IterationRecord, RejectedRewrite, Work
+from pmpo_ray.pmpo.rewrite import (
+    RESPONSE_PREFILL,
+    extract_prompt,
+    meta_prompt_row,
+    vet_rewrite,
+)
 from pmpo_ray.pmpo.run_state import RunState
 from pmpo_ray.pmpo.select import Candidate, update_population
-from pmpo_ray.requests import generation_row
 from pmpo_ray.tasks.task import Task
 
 # How many tokens each text is for the scorer's model; the engine client provides it, so the
@@ -37,18 +41,18 @@ class Rewriting:
 
 
 @dataclass(frozen=True)
-class Variants:
+class Rewrites:
     """The scoring stage: the rewrites that passed vetting, and why the others did not."""
 
     hard_cases: dict[str, tuple[str, ...]]  # parent id -> example ids, hardest first
-    variants: tuple[Candidate, ...]  # loss NaN until scored
-    hard_case_of: dict[str, str]  # variant id -> example id it was rewritten from
+    rewrites: tuple[Candidate, ...]  # loss NaN until scored
+    hard_case_of: dict[str, str]  # rewrite id -> example id it was rewritten from
     rejected: tuple[RejectedRewrite, ...]
 
     @property
     def prompts(self) -> tuple[tuple[str, str], ...]:
         """(candidate id, text) to score, in request order."""
-        return tuple((c.candidate_id, c.text) for c in self.variants)
+        return tuple((c.candidate_id, c.text) for c in self.rewrites)
 
 
 class RewriteStep:
@@ -85,7 +89,7 @@ class RewriteStep:
                     task_description=self.task.description or "(none given)",
                     case=examples[example_id],
                     train=self.task.train,
-                    analysis=state.analyses[parent.candidate_id].text,
+                    analysis=state.masking_results[parent.candidate_id].text,
                     current_prompt=parent.text,
                     request_seed=seed,
                 )
@@ -99,13 +103,10 @@ class RewriteStep:
 
     def _request(self, index: int, message: str, seed: int) -> dict:
         config = self.config
-        return generation_row(
+        return meta_prompt_row(
             index,
             task_id=self.task.task_id,
-            # The meta-prompt is the user's message; no system prompt competes with it.
-            prompt="",
-            role="user",
-            user_input=message,
+            message=message,
             prefill=self.prefill,
             n=config.rewrites_per_case,
             temperature=config.temperature,
@@ -120,11 +121,11 @@ class RewriteStep:
         plan: Rewriting,
         texts: dict[int, list[str]],
         lengths: Mapping[str, int] | None = None,
-    ) -> Variants:
+    ) -> Rewrites:
         """`lengths`: the scorer-token length of every text `prompts_to_measure` lists, when
         the driver counted them for many tasks at once; else counted here."""
         seen = set(state.scored_texts)
-        variants, rejected, hard_case_of = [], [], {}
+        rewrites, rejected, hard_case_of = [], [], {}
         by_id = {c.candidate_id: c for c in state.population}
         examples = {e.example_id: e for e in self.task.train}
         if lengths is None:
@@ -146,12 +147,12 @@ class RewriteStep:
                     continue
                 # Later samples of this round must not repeat it either.
                 seen.add(vetted.text.strip())
-                candidate_id = f"t{state.iteration}-c{len(variants)}"
-                variants.append(
+                candidate_id = f"t{state.iteration}-c{len(rewrites)}"
+                rewrites.append(
                     Candidate(candidate_id, vetted.text, float("nan"), parent_id, state.iteration)
                 )
                 hard_case_of[candidate_id] = example_id
-        return Variants(plan.hard_cases, tuple(variants), hard_case_of, tuple(rejected))
+        return Rewrites(plan.hard_cases, tuple(rewrites), hard_case_of, tuple(rejected))
 
     @staticmethod
     def prompts_to_measure(texts: dict[int, list[str]]) -> list[str]:
@@ -159,11 +160,11 @@ class RewriteStep:
         extracted = {extract_prompt(output) for outputs in texts.values() for output in outputs}
         return sorted(text for text in extracted if text)
 
-    def take_scores(self, state: RunState, plan: Variants) -> RunState:
+    def take_scores(self, state: RunState, plan: Rewrites) -> RunState:
         """`state` already holds the round's losses; select, record the iteration, go on."""
         iteration = state.iteration
         scored = tuple(
-            replace(c, loss=mean_loss(state.example_losses[c.candidate_id])) for c in plan.variants
+            replace(c, loss=mean_loss(state.example_losses[c.candidate_id])) for c in plan.rewrites
         )
         before = state.population
         population = update_population(before, scored, self.config.population_size)
@@ -173,14 +174,14 @@ class RewriteStep:
             iteration=iteration,
             parent_ids=tuple(c.candidate_id for c in before),
             hard_cases=dict(plan.hard_cases),
-            analyses=tuple(state.analyses[c.candidate_id] for c in before),
+            masking_results=tuple(state.masking_results[c.candidate_id] for c in before),
             candidates=before + scored,
             hard_case_of=dict(plan.hard_case_of),
             rejected=plan.rejected,
             population=tuple(c.candidate_id for c in population),
             best_loss=population[0].loss,
             improved=improved,
-            budget=state.iteration_budget,
+            work=state.iteration_work,
         )
         state = replace(
             state,
@@ -188,6 +189,6 @@ class RewriteStep:
             lineage={**state.lineage, **{c.candidate_id: c.parent_id for c in scored}},
             scored_texts=state.scored_texts | {c.text.strip() for c in scored},
             history=(*state.history, record),
-            iteration_budget=Budget(),
+            iteration_work=Work(),
         )
         return after_iteration(state, self.config, self.task.initial_prompt)

@@ -10,10 +10,11 @@ rewrite requests takes nearly as long as decoding all of them.) Each task sees
 only its own requests and results, so how tasks are grouped never changes what a task does:
 the same seed gives the same prompts with one cohort or many.
 
-The engines are anything with `generate(table)` / `score(table)`: a bare engine, a replica
-pool, or a Ray Data fan-out over a pool. Request ids are renumbered into one table per job and
-mapped back. Jobs run in two threads only when the client says its calls may overlap
-(`concurrent_jobs`, true for Ray Data pools); an in-process engine is called from this thread.
+The scorer and rewriter are engine clients (`engines/client.py`: in process, or Ray Data jobs
+over replica pools). A stage's job is one table: each task's requests with their ids offset
+to be unique, answered in request order and sliced back per task by the same offsets.
+Jobs run in two threads only when the clients say their calls may overlap (`concurrent_jobs`,
+true for Ray Data pools); an in-process engine is called from this thread.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class Lanes:
 def run_rounds(
     runs: Sequence[TaskRun],
     *,
-    generator,
+    rewriter,
     scorer,
     on_round: RoundCallback | None = None,
     rounds_done: int = 0,
@@ -143,10 +144,10 @@ def run_rounds(
     the runs that finished one in it, each stage's wall time, request counts and tokens
     (generated; read by the scorer), and `wall_seconds` since the previous round ended."""
     overlap = getattr(scorer, "concurrent_jobs", False) and getattr(
-        generator, "concurrent_jobs", False
+        rewriter, "concurrent_jobs", False
     )
     cohorts = cohorts if overlap else 1  # in turn, smaller jobs would only cost batch size
-    clients = {GENERATE: generator, SCORE: scorer}
+    clients = {GENERATE: rewriter, SCORE: scorer}
     active = [run for run in runs if not run.done]
     counter = getattr(scorer, "count_tokens", None)
     lanes = Lanes({GENERATE: active, SCORE: []}, cohort_of(active, cohorts), counter)

@@ -4,7 +4,7 @@ engine.
 Each round has a generation stage then a scoring stage. The run says what it needs
 (`plan_generation`, `plan_scoring`) and is handed the results (`take_generations`,
 `take_scores`); a driver decides how the requests of one or many tasks reach the engines. The
-round's kind is the state's phase: an analyze round (`analyze_step.py`) or a rewrite round
+round's kind is the state's phase: a masking round (`masking_step.py`) or a rewrite round
 (`rewrite_step.py`); `next_round.py` says which follows. Everything that outlives a round is
 one `RunState`, which `checkpoint.py` saves and restores.
 """
@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pmpo_ray.config import PromptFormat
-from pmpo_ray.pmpo.analyze_step import AnalyzeStep
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.loss import NEEDS_REJECTED, example_losses, resolve_objective
+from pmpo_ray.pmpo.masking_step import MaskingStep
 from pmpo_ray.pmpo.records import IterationRecord, OptimizationResult
 from pmpo_ray.pmpo.rewrite import complete_prefilled
 from pmpo_ray.pmpo.rewrite_step import RewriteStep, TokenCounter
@@ -54,7 +54,7 @@ class TaskRun:
         self.state = RunState(scored_texts=frozenset({task.initial_prompt.strip()}))
         self._started = time.perf_counter()  # an iteration's wall time runs from here
         self._steps = {
-            Phase.ANALYZE: AnalyzeStep(task, config),
+            Phase.MASK: MaskingStep(task, config),
             Phase.REWRITE: RewriteStep(task, config, count_tokens, self._lap),
         }
         # The current round's record of what it asked for (a step's plan), None between rounds:
@@ -133,7 +133,7 @@ class TaskRun:
         self.state = self._step().take_scores(state, self._pending).pruned()
         self._pending = None
 
-    def _step(self) -> AnalyzeStep | RewriteStep:
+    def _step(self) -> MaskingStep | RewriteStep:
         if self.done:
             raise RuntimeError(f"task {self.task.task_id!r}: the run is done; no round to play")
         return self._steps[self.state.phase]
@@ -157,7 +157,7 @@ class TaskRun:
             population=state.population,
             history=state.history,
             lineage=dict(state.lineage),
-            budget=state.budget,
+            work=state.work,
             stop_reason=state.stop_reason,
             skipped_rows=dict(self.task.skipped_rows),
         )

@@ -18,6 +18,7 @@ from pmpo_ray.reports.plots import loss_curve_png, round_times_png
 from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.read import read_run_folder
 from pmpo_ray.run_folder.records import RunFolder
+from pmpo_ray.run_folder.swap import finish_interrupted_swap
 from pmpo_ray.store import atomic_write, atomic_write_text, check_writable
 
 FILES_DIR = layout.REPORT_FILES
@@ -31,7 +32,6 @@ class ReportFiles:
 
 
 def write_report(run_dir: Path) -> ReportFiles:
-    from pmpo_ray.run_folder.swap import finish_interrupted_swap
 
     finish_interrupted_swap(Path(run_dir))  # never report a half-swapped --overwrite run
     run = read_run_folder(Path(run_dir))

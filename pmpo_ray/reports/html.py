@@ -8,16 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from pmpo_ray.reports.document import (
-    Block,
-    Code,
-    Diff,
-    Heading,
-    Image,
-    KeyValues,
-    Paragraph,
-    TableBlock,
-)
+from pmpo_ray.reports import document as doc
 from pmpo_ray.reports.prompt_diff import html_diff
 from pmpo_ray.reports.tables import Table
 
@@ -56,27 +47,27 @@ def table(t: Table) -> str:
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
 
 
-def block(b: Block) -> str:
+def block(b: doc.Block) -> str:
     match b:
-        case Heading(level, text):
+        case doc.Heading(level, text):
             return f"<h{level}>{escape(text)}</h{level}>"
-        case Paragraph(text):
+        case doc.Paragraph(text):
             return f"<p>{inline(text)}</p>"
-        case KeyValues(items):
+        case doc.KeyValues(items):
             rows = "".join(f"<dt>{escape(k)}</dt><dd>{inline(v)}</dd>\n" for k, v in items)
             return f"<dl>\n{rows}</dl>"
-        case TableBlock(t):
+        case doc.TableBlock(t):
             return table(t)
-        case Image(src, alt):
+        case doc.Image(src, alt):
             return f'<p><img src="{escape(src)}" alt="{escape(alt)}"></p>'
-        case Diff(pieces):
+        case doc.Diff(pieces):
             return f'<pre class="diff">{html_diff(pieces)}</pre>'
-        case Code(text):
+        case doc.Code(text):
             return f"<pre>{escape(text)}</pre>"
     raise TypeError(f"unknown report block {b!r}")
 
 
-def render_html(blocks: list[Block], title: str) -> str:
+def render_html(blocks: list[doc.Block], title: str) -> str:
     body = "\n".join(block(b) for b in blocks)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

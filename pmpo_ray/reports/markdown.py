@@ -9,16 +9,7 @@ from __future__ import annotations
 
 import re
 
-from pmpo_ray.reports.document import (
-    Block,
-    Code,
-    Diff,
-    Heading,
-    Image,
-    KeyValues,
-    Paragraph,
-    TableBlock,
-)
+from pmpo_ray.reports import document as doc
 from pmpo_ray.reports.prompt_diff import markdown_diff
 from pmpo_ray.reports.tables import Table
 
@@ -54,24 +45,24 @@ def table(t: Table) -> str:
     return "\n".join(lines)
 
 
-def block(b: Block) -> str:
+def block(b: doc.Block) -> str:
     match b:
-        case Heading(level, text):
+        case doc.Heading(level, text):
             return f"{'#' * level} {escape(text)}"
-        case Paragraph(text):
+        case doc.Paragraph(text):
             return inline(text)
-        case KeyValues(items):
+        case doc.KeyValues(items):
             return "\n".join(f"- **{escape(key)}**: {inline(value)}" for key, value in items)
-        case TableBlock(t):
+        case doc.TableBlock(t):
             return table(t)
-        case Image(src, alt):
+        case doc.Image(src, alt):
             return f"![{escape(alt)}]({src})"
-        case Diff(pieces):
+        case doc.Diff(pieces):
             return markdown_diff(pieces)
-        case Code(text):
+        case doc.Code(text):
             return fence(text, "text")
     raise TypeError(f"unknown report block {b!r}")
 
 
-def render_markdown(blocks: list[Block]) -> str:
+def render_markdown(blocks: list[doc.Block]) -> str:
     return "\n\n".join(block(b) for b in blocks) + "\n"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pmpo_ray.run_folder.records import Point
 
 ROLE_STYLE = {  # role -> (colour, label)
     "initial": ("#444444", "initial prompt"),
-    "variant": ("#4c72b0", "rewritten candidate"),
+    "rewrite": ("#4c72b0", "rewritten candidate"),
     "parent": ("#dd8452", "incumbent (re-listed)"),
 }
 
@@ -22,6 +23,21 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+@contextmanager
+def png_figure(path: Path, size: tuple[float, float]) -> Iterator:
+    """The axes of a new figure of `size` inches; once drawn, the figure is laid out and
+    written to `path` as PNG. It is closed however the drawing ends: pyplot keeps every figure
+    until then, and a report writes many."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=size, dpi=100)
+    try:
+        yield axes
+        figure.tight_layout()
+        figure.savefig(path, format="png")
+    finally:
+        plt.close(figure)
 
 
 def best_so_far(points: Sequence[Point]) -> tuple[list[int], list[float]]:
@@ -41,9 +57,7 @@ def best_so_far(points: Sequence[Point]) -> tuple[list[int], list[float]]:
 
 def loss_curve_png(points: Sequence[Point], title: str, path: Path) -> None:
     """Every candidate's training loss per iteration as points, the best so far as a line."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6.4, 3.6), dpi=100)
-    try:
+    with png_figure(path, (6.4, 3.6)) as axes:
         for role, (colour, label) in ROLE_STYLE.items():
             chosen = [p for p in points if p.role == role and math.isfinite(p.loss)]
             if chosen:
@@ -67,18 +81,12 @@ def loss_curve_png(points: Sequence[Point], title: str, path: Path) -> None:
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.legend(fontsize=8)
         axes.grid(alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(path, format="png")
-    finally:
-        plt.close(figure)
 
 
 def round_times_png(rounds: Sequence[dict], path: Path) -> None:
     """Seconds per round, split into the generation and the scoring stage; where cohorts
     overlapped the stages, the round's wall time is drawn as a line over them."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6.4, 3.2), dpi=100)
-    try:
+    with png_figure(path, (6.4, 3.2)) as axes:
         index = [r["round"] for r in rounds]
         generation = [float(r.get("generation_seconds", 0.0)) for r in rounds]
         scoring = [float(r.get("scoring_seconds", 0.0)) for r in rounds]
@@ -93,7 +101,3 @@ def round_times_png(rounds: Sequence[dict], path: Path) -> None:
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.legend(fontsize=8)
         axes.grid(axis="y", alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(path, format="png")
-    finally:
-        plt.close(figure)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import partial
 from statistics import mean
 
-from pmpo_ray.run_folder.records import Cost, Evaluation, RunFolder, TaskFolder, round_seconds
+from pmpo_ray.run_folder.records import Evaluation, RunFolder, TaskFolder, WorkTotals, round_seconds
+from pmpo_ray.tasks.format_specs import known_format_spec
 
 DASH = "—"
 NOT_EVALUATED = "not evaluated yet: run `pmpo evaluate RUN_DIR`"
@@ -47,7 +48,7 @@ def change(before: str, after: str) -> str:
     return f"{before} → {after}"
 
 
-def cost_cells(cost: Cost) -> tuple[str, ...]:
+def work_cells(cost: WorkTotals) -> tuple[str, ...]:
     return (
         count(cost.forward_passes),
         count(cost.tokens_scored),
@@ -56,9 +57,9 @@ def cost_cells(cost: Cost) -> tuple[str, ...]:
     )
 
 
-def add_costs(costs) -> Cost:
+def add_work(costs) -> WorkTotals:
     costs = list(costs)
-    return Cost(
+    return WorkTotals(
         sum(c.forward_passes for c in costs),
         sum(c.tokens_scored for c in costs),
         sum(c.tokens_generated for c in costs),
@@ -79,10 +80,13 @@ ACCURACIES = (
 
 def metric(evaluation: Evaluation, name: str, field: str = "accuracy") -> float | None:
     """One prompt's accuracy of one kind (an ACCURACIES field), None where not measured.
-    Pairwise accuracy is shown for preference tasks only: a multiple-choice task's
-    evaluation.json has it too, but option accuracy says more plainly how it chooses."""
+    Pairwise accuracy is shown only for formats it is the measure of (preference): a
+    multiple-choice task's evaluation.json has it too, but option accuracy says more plainly
+    how it chooses."""
     score = evaluation.prompt(name)
-    if score is None or (field == "pairwise_accuracy" and evaluation.format != "preference"):
+    spec = known_format_spec(evaluation.format)
+    pairwise_shown = spec is not None and spec.answer_check == "pairwise"
+    if score is None or (field == "pairwise_accuracy" and not pairwise_shown):
         return None
     return getattr(score, field)
 
@@ -99,32 +103,32 @@ def accuracy_change(evaluation: Evaluation, field: str) -> str:
     return change(percent(before), percent(after))
 
 
-def evaluation_cost(evaluation: Evaluation) -> Cost:
+def evaluation_cost(evaluation: Evaluation) -> WorkTotals:
     """Every prompt's scoring and generation; time is the evaluation's own wall time."""
-    total = add_costs(p.cost for p in evaluation.prompts)
-    return Cost(
+    total = add_work(p.work for p in evaluation.prompts)
+    return WorkTotals(
         total.forward_passes, total.tokens_scored, total.tokens_generated, evaluation.seconds
     )
 
 
-def optimization_cost(run: RunFolder) -> Cost:
+def optimization_cost(run: RunFolder) -> WorkTotals:
     """Summed over tasks, except time: a suite's tasks share rounds, so their clocks overlap."""
-    total = add_costs(t.training_cost for t in run.tasks)
+    total = add_work(t.training_work for t in run.tasks)
     if run.rounds:
         seconds = sum(round_seconds(r) for r in run.rounds)
     else:
-        seconds = max(t.training_cost.seconds for t in run.tasks)
-    return Cost(total.forward_passes, total.tokens_scored, total.tokens_generated, seconds)
+        seconds = max(t.training_work.seconds for t in run.tasks)
+    return WorkTotals(total.forward_passes, total.tokens_scored, total.tokens_generated, seconds)
 
 
 def cost_table(run: RunFolder) -> Table:
     optimization = optimization_cost(run)
     evaluated = [t.evaluation for t in run.tasks if t.evaluation is not None]
-    rows = [("optimization (training)",) + cost_cells(optimization)]
+    rows = [("optimization (training)",) + work_cells(optimization)]
     if evaluated:
-        evaluation = add_costs(evaluation_cost(e) for e in evaluated)
-        rows.append((f"held-out evaluation ({len(evaluated)} task(s))",) + cost_cells(evaluation))
-        rows.append(("total",) + cost_cells(add_costs([optimization, evaluation])))
+        evaluation = add_work(evaluation_cost(e) for e in evaluated)
+        rows.append((f"held-out evaluation ({len(evaluated)} task(s))",) + work_cells(evaluation))
+        rows.append(("total",) + work_cells(add_work([optimization, evaluation])))
     return Table(("stage",) + COST_HEADERS, tuple(rows))
 
 
@@ -181,13 +185,13 @@ def tasks_table(run: RunFolder) -> Table:
             fields = ["accuracy", *(f for f, _ in extra)]
             accuracies = tuple(accuracy_change(evaluation, f) for f in fields)
             fmt = evaluation.format
-        cost = task.training_cost
+        cost = task.training_work
         if evaluation is not None:
-            cost = add_costs([cost, evaluation_cost(evaluation)])
+            cost = add_work([cost, evaluation_cost(evaluation)])
         rows.append(
             (task.task_id, fmt, str(task.iterations), training, held_out)
             + accuracies
-            + cost_cells(cost)
+            + work_cells(cost)
         )
     return Table(headers + COST_HEADERS, tuple(rows))
 
@@ -200,9 +204,11 @@ def prompts_table(task: TaskFolder) -> Table:
     if evaluation is None:
         headers = ("prompt", "training loss", "held-out CE", "accuracy")
         rows = [(PROMPT_LABELS[n], number(training[n]), DASH, DASH) + (DASH,) * 4 for n in training]
-        rows.append(optimization_row + (DASH,) * 3 + cost_cells(task.training_cost))
+        rows.append(optimization_row + (DASH,) * 3 + work_cells(task.training_work))
         return Table(headers + COST_HEADERS, tuple(rows))
-    preference = evaluation.format == "preference"
+    # The held-out loss is the objective's; shown where the format's is the preference loss.
+    spec = known_format_spec(evaluation.format)
+    preference = spec is not None and spec.default_objective == "preference"
     shown = [(f, name) for f, name in ACCURACIES if measured([evaluation], f)]
     headers = ("prompt", "training loss", "held-out CE")
     headers += ("held-out preference loss",) if preference else ()
@@ -213,9 +219,9 @@ def prompts_table(task: TaskFolder) -> Table:
         cells += (number(score.heldout_ce),)
         cells += (number(score.heldout_loss),) if preference else ()
         cells += tuple(percent(metric(evaluation, score.name, f)) for f, _ in shown)
-        rows.append(cells + cost_cells(score.cost))
+        rows.append(cells + work_cells(score.work))
     blank = (DASH,) * (len(headers) - 1)
-    rows.append(optimization_row + blank + cost_cells(task.training_cost))
+    rows.append(optimization_row + blank + work_cells(task.training_work))
     return Table(headers + COST_HEADERS, tuple(rows))
 
 

@@ -1,3 +1,4 @@
-"""A run folder, owned here alone: its names and paths (layout), the records it reads into
-(records), writing it (write), reading it back (read, evaluation_file, fields), the same
-records from results in memory (from_results), and a suite task's own config (task_config)."""
+"""A run folder, owned here alone: its names and paths (layout), one record per JSON file
+(files; evaluation.json's in records), the records reports read (records), writing it
+(write), reading it back (read, evaluation_file, fields), and the same records from results in
+memory (from_results)."""

@@ -1,9 +1,9 @@
 """The record of a run folder built from a finished optimization in memory, not its files.
 
 The suite driver evaluates right after writing; building the record from the results it holds
-(through the same row conversions the writer uses) spares re-reading what it just wrote, and
-gives exactly what `read_run_folder` would return, less the evaluations not yet run (and the
-round log, unless given).
+(through the same file records the writer dumps, put together by the same `TaskFolder.of` the
+reader uses) spares re-reading what it just wrote, and gives exactly what `read_run_folder`
+would return, less the evaluations not yet run (and the round log, unless given).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from pmpo_ray.pmpo.config import OptimizeJobConfig
-from pmpo_ray.pmpo.records import OptimizationResult, rejection_counts
+from pmpo_ray.jobs import OptimizeJobConfig
+from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.run_folder import layout
-from pmpo_ray.run_folder.read import history_points
-from pmpo_ray.run_folder.records import Cost, RunFolder, TaskFolder
+from pmpo_ray.run_folder.files import ResultFile
+from pmpo_ray.run_folder.records import RunFolder, TaskFolder
 from pmpo_ray.run_folder.write import history_table
 
 
@@ -46,34 +46,11 @@ def run_folder_from_results(
 def task_folder_from_result(
     task_dir: Path, result: OptimizationResult, config: OptimizeJobConfig
 ) -> TaskFolder:
-    if config.task.name != result.task_id:
-        raise ValueError(
-            f"{task_dir}: config is for task {config.task.name!r}, the result for "
-            f"{result.task_id!r}"
-        )
-    points, initial_prompt, candidates = history_points(
-        history_table(result).to_pylist(), task_dir / layout.HISTORY
-    )
-    budget = result.budget
-    return TaskFolder(
-        path=Path(task_dir),
-        config=config,
-        task_id=result.task_id,
-        seed=result.seed,
-        initial_prompt=initial_prompt,
-        best_prompt=result.best.text,
-        initial_loss=result.initial.loss,
-        best_loss=result.best.loss,
-        iterations=len(result.history),
-        stop_reason=result.stop_reason,
-        training_cost=Cost(
-            budget.forward_passes,
-            budget.tokens_scored,
-            budget.tokens_generated,
-            budget.wall_seconds,
-        ),
-        points=points,
-        candidates_scored=candidates,
+    return TaskFolder.of(
+        Path(task_dir),
+        config,
+        ResultFile.of(result),
+        history_table(result).to_pylist(),
+        result.best.text,
         evaluation=None,
-        rejected_rewrites=rejection_counts(result.history),
     )

@@ -7,18 +7,27 @@ suite.json is written last: its presence marks a finished suite.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from pmpo_ray.pmpo.config import OptimizeJobConfig
-from pmpo_ray.pmpo.records import OptimizationResult, rejection_counts
+from pmpo_ray.jobs import OptimizeJobConfig
+from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.run_folder import layout
+from pmpo_ray.run_folder.fields import parse_record
+from pmpo_ray.run_folder.files import (
+    BEST_PROMPT,
+    ITERATIONS,
+    SUITE_SUMMARY,
+    ResultFile,
+    SuiteTaskSummary,
+)
+from pmpo_ray.run_folder.records import Evaluation
 from pmpo_ray.store import (
     atomic_write_json,
     atomic_write_parquet,
@@ -31,7 +40,7 @@ HISTORY_SCHEMA = pa.schema(
         ("iteration", pa.int64()),
         ("candidate_id", pa.string()),
         ("parent_id", pa.string()),
-        ("role", pa.string()),  # initial | parent | variant
+        ("role", pa.string()),  # initial | parent | rewrite
         ("hard_case", pa.string()),
         ("text", pa.string()),
         ("loss", pa.float64()),
@@ -75,11 +84,13 @@ def write_task_run(
     old = staging.with_name(staging.name + ".old")
     try:
         pq.write_table(history_table(result), staging / layout.HISTORY)
-        iterations = [asdict(record) for record in result.history]
+        iterations = ITERATIONS.dump_python(result.history, mode="json")
         atomic_write_json(iterations, staging / layout.ITERATIONS)
-        atomic_write_json(asdict(result.best), staging / layout.BEST_PROMPT)
+        best = BEST_PROMPT.dump_python(result.best, mode="json")
+        atomic_write_json(best, staging / layout.BEST_PROMPT)
         (staging / layout.BEST_PROMPT_TEXT).write_text(result.best.text + "\n", encoding="utf-8")
-        atomic_write_json(result_summary(result), staging / layout.RESULT)
+        summary = ResultFile.of(result).model_dump(mode="json")
+        atomic_write_json(summary, staging / layout.RESULT)
         config_text = dump_yaml(config.model_dump(mode="json"))
         (staging / layout.CONFIG).write_text(config_text, encoding="utf-8")
         # The old folder steps aside, and comes back if the new one cannot move in.
@@ -130,7 +141,7 @@ def history_table(result: OptimizationResult) -> pa.Table:
                     "iteration": record.iteration,
                     "candidate_id": candidate.candidate_id,
                     "parent_id": candidate.parent_id,
-                    "role": "parent" if candidate.candidate_id in parents else "variant",
+                    "role": "parent" if candidate.candidate_id in parents else "rewrite",
                     "hard_case": record.hard_case_of.get(candidate.candidate_id),
                     "text": candidate.text,
                     "loss": candidate.loss,
@@ -140,36 +151,10 @@ def history_table(result: OptimizationResult) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=HISTORY_SCHEMA)
 
 
-def result_summary(result: OptimizationResult) -> dict:
-    """result.json."""
-    return {
-        "task_id": result.task_id,
-        "seed": result.seed,
-        "initial_loss": result.initial.loss,
-        "best_loss": result.best.loss,
-        "best_candidate": result.best.candidate_id,
-        "iterations": len(result.history),
-        "stop_reason": result.stop_reason,
-        "rejected_rewrites": rejection_counts(result.history),
-        "budget": asdict(result.budget),
-        "lineage": result.lineage,
-        "skipped_rows": result.skipped_rows,  # `invalid_rows: skip` (tasks/): rows left out
-    }
-
-
 def suite_summary(results: Sequence[OptimizationResult]) -> dict:
-    """suite.json: task id -> losses, iterations, stop reason, best prompt and budget."""
-    return {
-        result.task_id: {
-            "initial_loss": result.initial.loss,
-            "best_loss": result.best.loss,
-            "iterations": len(result.history),
-            "stop_reason": result.stop_reason,
-            "best_prompt": result.best.text,
-            "budget": asdict(result.budget),
-        }
-        for result in results
-    }
+    """suite.json: task id -> losses, iterations, stop reason, best prompt and work."""
+    summary = {result.task_id: SuiteTaskSummary.of(result) for result in results}
+    return SUITE_SUMMARY.dump_python(summary, mode="json")
 
 
 def write_suite_summary(out: Path, config: dict, results: Sequence[OptimizationResult]) -> dict:
@@ -183,9 +168,13 @@ def write_suite_summary(out: Path, config: dict, results: Sequence[OptimizationR
 
 
 def write_evaluation(task_dir: Path, evaluation: dict, predictions: pa.Table) -> None:
-    """A task's evaluation.json and predictions.parquet, each atomically."""
+    """A task's evaluation.json and predictions.parquet, each atomically. The content is
+    checked as its record first, read back from the JSON it becomes, so a file that would
+    not read is never written."""
+    path = Path(task_dir) / layout.EVALUATION
+    record = parse_record(json.dumps(evaluation), Evaluation, f"{path} (being written)")
     atomic_write_parquet(predictions, Path(task_dir) / layout.PREDICTIONS)
-    atomic_write_json(evaluation, Path(task_dir) / layout.EVALUATION)
+    atomic_write_json(record.model_dump(mode="json"), path)
 
 
 def remove_results(out: Path) -> list[Path]:

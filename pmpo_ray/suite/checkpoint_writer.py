@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pmpo_ray.pmpo.checkpoint import entry_since
 from pmpo_ray.pmpo.run_state import RunState
+from pmpo_ray.run_folder.files import FORMAT, FORMAT_KEY
 from pmpo_ray.run_folder.layout import rounds_log_path, state_path, state_run_path
 from pmpo_ray.store import atomic_write_json, atomic_write_text
 
@@ -111,7 +112,8 @@ class CheckpointWriter:
         """state/round-NNNN.json, atomically, then its line in rounds.jsonl. The first round
         also records the run (not before: a resume is checked against the record it finds)."""
         if finished.index == 1 or not state_run_path(self.out_dir).is_file():
-            atomic_write_json({"fingerprints": self.fingerprints}, state_run_path(self.out_dir))
+            record = {FORMAT_KEY: FORMAT, "fingerprints": self.fingerprints}
+            atomic_write_json(record, state_run_path(self.out_dir))
         entries = {
             task_id: {
                 "iterations": len(state.history),  # for people reading the file

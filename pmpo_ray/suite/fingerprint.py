@@ -37,6 +37,9 @@ MAY_CHANGE_ON_RESUME = (
     "*.tensor_parallel_size",
     "*.model.cache_dir",
     "*.model.allow_download",
+    # how many replicas a pool runs, and their resources and batch sizes: the same rows are
+    # computed, by more or fewer engines
+    "*.replicas.*",
 )
 MISSING = object()  # a field one side has and the other lacks
 

@@ -6,11 +6,9 @@ tasks that finished a round in it (pmpo/checkpoint.py `entry_since`). Replaying 
 order gives every task's state; a task no round mentions has not finished one and starts over. A
 round file that cannot be read (a truncated or empty file after a full disk or a crash), or a
 missing one, ends the replay: it is named in a warning and the rounds before it are used. A
-checkpoint of another run (other tasks, settings or data) is refused. Files only: a job reads
-its resume point before any engine starts, so a refused resume costs nothing.
-
-Checkpoints written before they were incremental (every task's whole state, with the
-fingerprints, in every round file) replay the same way.
+checkpoint of another run (other tasks, settings or data), or of another run-folder format
+(`run.json`'s marker), is refused. Files only: a job reads its resume point before any engine
+starts, so a refused resume costs nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pmpo_ray.pmpo.checkpoint import apply
+from pmpo_ray.run_folder.files import FORMAT, FORMAT_KEY
 from pmpo_ray.run_folder.layout import rounds_log_path, state_dir, state_files, state_run_path
 from pmpo_ray.store import atomic_write_text
 from pmpo_ray.suite.fingerprint import fingerprint_changes
@@ -38,12 +37,11 @@ class ResumePoint:
 
 @dataclass
 class Replay:
-    """Round files read so far: the last one, the tasks' states, the fingerprints seen."""
+    """Round files read so far: the last one and the tasks' states."""
 
     path: Path | None = None
     round: int = 0
     tasks: dict | None = None
-    fingerprints: dict | None = None
 
 
 def read_resume_point(out_dir: Path, fingerprints: Mapping[str, dict]) -> ResumePoint:
@@ -52,8 +50,8 @@ def read_resume_point(out_dir: Path, fingerprints: Mapping[str, dict]) -> Resume
     replay = replay_rounds(out_dir)
     if replay.path is None:
         return ResumePoint(None, 0, {})
-    recorded = read_run_record(out_dir) or replay.fingerprints
-    check_same_run(replay.path, recorded, set(replay.tasks), fingerprints)
+    recorded = read_run_record(out_dir)
+    check_same_run(replay.path, recorded, fingerprints)
     return ResumePoint(replay.path, replay.round, replay.tasks)
 
 
@@ -67,13 +65,12 @@ def replay_rounds(out_dir: Path) -> Replay:
         except (OSError, ValueError) as error:
             warn(f"checkpoint {path} is truncated or unreadable ({error}); passing over it")
             break
-        if data["round"] != replay.round + 1 and "fingerprints" not in data:
+        if data["round"] != replay.round + 1:
             warn(f"checkpoint of round {replay.round + 1} is missing before {path}")
             break
         for task_id, entry in data["tasks"].items():
             replay.tasks[task_id] = apply(replay.tasks.get(task_id), entry)
         replay.path, replay.round = path, data["round"]
-        replay.fingerprints = data.get("fingerprints", replay.fingerprints)
     if replay.path is not None and replay.path != files[-1]:
         warn(f"falling back to the last intact checkpoint, {replay.path} (round {replay.round})")
     if replay.path is None and files:
@@ -92,31 +89,33 @@ def read_checkpoint(path: Path) -> dict:
     return state
 
 
-def read_run_record(out_dir: Path) -> dict | None:
-    """Task id -> fingerprint from state/run.json; None when absent (older checkpoints)."""
+def read_run_record(out_dir: Path) -> dict:
+    """Task id -> fingerprint from state/run.json, which checkpoints of this run-folder format
+    start with; checkpoints without it, or of another format, are refused in one line."""
     path = state_run_path(out_dir)
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["fingerprints"]
-    except (ValueError, KeyError, TypeError) as error:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        written_in = record.get(FORMAT_KEY)
+        fingerprints = record["fingerprints"] if written_in == FORMAT else None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path} cannot be read ({error}); it names the run's tasks") from None
+    if fingerprints is None:
+        raise ValueError(
+            f"{state_dir(out_dir)}: checkpoints written by another pmpo-ray version "
+            f"({FORMAT_KEY} {written_in}; this version resumes {FORMAT}): start a new --out, or "
+            "resume with the version that wrote them"
+        )
+    return fingerprints
 
 
-def check_same_run(
-    path: Path, recorded: dict | None, saved_tasks: set, fingerprints: Mapping[str, dict]
-) -> None:
+def check_same_run(path: Path, recorded: dict, fingerprints: Mapping[str, dict]) -> None:
     """Refuse, in one line naming what changed, to resume a checkpoint of another run."""
-    saved = set(recorded) if recorded is not None else saved_tasks
-    wanted = set(fingerprints)
-    if not saved <= wanted or (recorded is not None and saved != wanted):
+    saved, wanted = set(recorded), set(fingerprints)
+    if saved != wanted:
         raise ValueError(
             f"{path}: checkpoint holds tasks {sorted(saved)}, the suite has "
             f"{sorted(wanted)}; resume with the same suite config"
         )
-    if recorded is None:  # written before checkpoints recorded fingerprints
-        warn(f"{path} records no fingerprint; cannot check that settings and data are the same")
-        return
     changes = fingerprint_changes(recorded, dict(fingerprints))
     if changes:
         raise ValueError(

@@ -15,9 +15,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pmpo_ray.engines.client import open_engines
+from pmpo_ray.engines.scoring import check_rows_fit
+from pmpo_ray.errors import PoolDownError
+from pmpo_ray.evaluation.evaluate_run import evaluate_run
+from pmpo_ray.jobs import SuiteConfig, task_job_config
 from pmpo_ray.pmpo.records import OptimizationResult
-from pmpo_ray.suite.config import SuiteConfig
+from pmpo_ray.pmpo.rounds import run_rounds
+from pmpo_ray.pmpo.task_run import TaskRun
+from pmpo_ray.ray_session import quiet_ray_data
+from pmpo_ray.requests import score_requests
+from pmpo_ray.run_folder import layout
+from pmpo_ray.run_folder.from_results import run_folder_from_results
+from pmpo_ray.run_folder.read import read_run_folder, read_suite_summary
+from pmpo_ray.run_folder.swap import swap_in
+from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks
+from pmpo_ray.suite.checkpoints import SuiteCheckpoints, read_resume_point
+from pmpo_ray.suite.fingerprint import run_fingerprint
 from pmpo_ray.suite.out_dir import prepare_out_dir
+from pmpo_ray.tasks.task import load_task
 
 
 @dataclass(frozen=True)
@@ -26,7 +42,7 @@ class SuiteResult:
     # In the suite's task order; empty when the optimization had finished before this call
     # (--resume --evaluate of a finished suite: only its evaluation ran).
     results: tuple[OptimizationResult, ...]
-    summary: dict  # task id -> losses, iterations, stop reason, best prompt, budget
+    summary: dict  # task id -> losses, iterations, stop reason, best prompt, work
     evaluation: dict | None  # task id -> evaluation.json content, when evaluated
 
 
@@ -41,18 +57,6 @@ def run_suite(
     engines=None,
 ) -> SuiteResult:
     """`engines`: an open engine client to use (left open), else pools start on Ray."""
-    from pmpo_ray.pmpo.rounds import run_rounds
-    from pmpo_ray.pmpo.task_run import TaskRun
-    from pmpo_ray.run_folder import layout
-    from pmpo_ray.run_folder.fields import read_json
-    from pmpo_ray.run_folder.from_results import run_folder_from_results
-    from pmpo_ray.run_folder.read import read_run_folder
-    from pmpo_ray.run_folder.swap import swap_in
-    from pmpo_ray.run_folder.task_config import task_job_config
-    from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks
-    from pmpo_ray.suite.checkpoints import SuiteCheckpoints, read_resume_point
-    from pmpo_ray.suite.fingerprint import run_fingerprint
-    from pmpo_ray.tasks.task import load_task
 
     if iterations is not None:
         config = with_iterations(config, iterations)
@@ -70,7 +74,7 @@ def run_suite(
     point = read_resume_point(work, fingerprints) if resume else None
     with _resume_hint(out, work), suite_engines(config, engines) as client:
         if layout.suite_summary_path(work).exists():  # resumed to finish its evaluation
-            summary = read_json(layout.suite_summary_path(work))
+            summary = read_suite_summary(work)
             evaluation = _evaluate(read_run_folder(out, evaluations=False), config, client)
             return SuiteResult(out, (), summary, evaluation)
         runs = [
@@ -81,7 +85,7 @@ def run_suite(
         with SuiteCheckpoints(runs, work, client, fingerprints) as checkpoints:
             results = run_rounds(
                 runs,
-                generator=client,
+                rewriter=client,
                 scorer=client,
                 on_round=checkpoints.on_round,
                 rounds_done=checkpoints.restore(point) if point else 0,
@@ -100,8 +104,6 @@ def run_suite(
 @contextmanager
 def _resume_hint(out: Path, work: Path):
     """A pool that lost every replica ends the job; the rounds before it are checkpointed."""
-    from pmpo_ray.errors import PoolDownError
-    from pmpo_ray.run_folder import layout
 
     try:
         yield
@@ -121,8 +123,6 @@ def suite_engines(config: SuiteConfig, engines=None):
     if engines is not None:
         yield engines
         return
-    from pmpo_ray.engines.client import open_engines
-    from pmpo_ray.ray_session import quiet_ray_data
 
     with open_engines(
         config.scorer,
@@ -139,10 +139,8 @@ def check_rows_fit_scorer(tasks, config: SuiteConfig) -> None:
     """Every task's examples under its initial prompt fit the scorer's window (its tokenizer
     alone): a too-long row is named in one line before the replicas start. Rewrites can still
     lengthen the prompt later; those rows are checked by the engines."""
-    from pmpo_ray.engines.scoring import check_rows_fit
-    from pmpo_ray.requests import score_requests
 
-    if not getattr(config.scorer.engine, "loads_model", True):  # no window to check
+    if not config.scorer.engine.loads_model:  # no window to check
         return
     tables = [
         score_requests(
@@ -159,7 +157,6 @@ def check_rows_fit_scorer(tasks, config: SuiteConfig) -> None:
 
 
 def _evaluate(folder, config: SuiteConfig, client) -> dict:
-    from pmpo_ray.evaluation.evaluate_run import evaluate_run
 
     return evaluate_run(folder, engines=client, config=config.evaluation)
 

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field
 
 from pmpo_ray.config import FrozenConfig
+from pmpo_ray.tasks.format_specs import TaskFormat, formats_help
 
-TaskFormat = Literal["supervised", "multiple_choice", "preference"]
 DataLayout = Literal["auto", "bbh", "gsm8k", "aqua", "records"]
 AnswerMatch = Literal["auto", "exact", "option", "number"]
 InvalidRows = Literal["error", "skip"]
@@ -55,11 +55,7 @@ class TaskConfig(FrozenConfig):
         "options): error stops with the file and row named; skip leaves such rows out and "
         "counts them by reason in the task's result.json (public benchmark files have a few).",
     )
-    format: TaskFormat = Field(
-        "supervised",
-        description="supervised: input -> target; multiple_choice: a question with options, the "
-        "distractors kept as rejected answers; preference: instruction, chosen, rejected.",
-    )
+    format: TaskFormat = Field("supervised", description=formats_help())
     description: str = Field("", description="What the task asks; shown to the rewriter.")
     initial_prompt: str = Field(..., description="The prompt the optimization starts from.")
     train_fraction: float = Field(

@@ -11,7 +11,9 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from pmpo_ray.requests import Example
+from pmpo_ray.store import read_user_text
+from pmpo_ray.tasks.example import Example
+from pmpo_ray.tasks.format_specs import TaskFormat
 from pmpo_ray.tasks.formats import DataError
 from pmpo_ray.tasks.hub import hub_records, is_hub_reference
 from pmpo_ray.tasks.layouts import convert_records
@@ -48,14 +50,16 @@ def resolve_data_path(reference: str | Path) -> Path:
     return Path(text).expanduser()
 
 
-def load_examples(reference: str | Path, format: str = "supervised", **options) -> list[Example]:
+def load_examples(
+    reference: str | Path, format: TaskFormat = "supervised", **options
+) -> list[Example]:
     """The examples alone; `options` are those of `load_data`."""
     return load_data(reference, format, **options).examples
 
 
 def load_data(
     reference: str | Path,
-    format: str = "supervised",
+    format: TaskFormat = "supervised",
     *,
     layout: str = "auto",
     columns: dict[str, str] | None = None,
@@ -100,10 +104,9 @@ def read_records(path: Path) -> list[tuple[int, object]]:
     if path.suffix not in DATA_SUFFIXES:
         raise DataError(f"{path}: unknown file type; expected one of {', '.join(DATA_SUFFIXES)}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise DataError(f"{path}: cannot read ({reason})") from None
+        text = read_user_text(path)
+    except ValueError as error:  # a DataError, so a task's load names the task too
+        raise DataError(str(error)) from None
     return _bbh_records(path, text) if path.suffix == ".json" else _jsonl_records(path, text)
 
 

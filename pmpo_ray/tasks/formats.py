@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
 
 OPTION_LABEL = re.compile(r"^\(([A-Z])\)\s")
 OPTION_BULLET = re.compile(r"^-\s+(.+?)\s*$")

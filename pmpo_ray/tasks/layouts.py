@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from pmpo_ray.requests import Example
+from pmpo_ray.tasks.example import Example
+from pmpo_ray.tasks.format_specs import FORMAT_SPECS, format_spec
 from pmpo_ray.tasks.formats import (
     CONVERTERS,
     FEW_OPTIONS,
@@ -103,7 +104,7 @@ def layout_converter(layout: str, format: str, source: str) -> Converter:
         "bbh": ("supervised", "multiple_choice"),
         "gsm8k": ("supervised",),
         "aqua": ("supervised", "multiple_choice"),
-        "records": ("supervised", "multiple_choice", "preference"),
+        "records": tuple(FORMAT_SPECS),  # each format's own fields
     }
     if layout not in allowed:
         raise DataError(f"{source}: field 'layout' is {layout!r}; known: {sorted(allowed)}")
@@ -115,7 +116,7 @@ def layout_converter(layout: str, format: str, source: str) -> Converter:
     if layout == "gsm8k":
         return gsm8k_example
     if layout == "aqua":
-        return aqua_multiple_choice if format == "multiple_choice" else aqua_supervised
+        return aqua_multiple_choice if format_spec(format).has_options else aqua_supervised
     return CONVERTERS[format]
 
 

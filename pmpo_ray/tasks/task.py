@@ -10,16 +10,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from pmpo_ray.requests import Example
 from pmpo_ray.tasks.config import TaskConfig, TaskFormat
+from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.example_files import describe, load_data
+from pmpo_ray.tasks.format_specs import format_spec
 from pmpo_ray.tasks.formats import DataError
 
 log = logging.getLogger(__name__)
 SKIP_HINT = "to leave out rows like this, set `invalid_rows: skip` in the task config"
 
-# How held-out accuracy reads a generated answer; `none` for preference tasks, which are
-# scored by pairwise accuracy instead of generation.
+# How held-out accuracy reads a generated answer; `none` for formats that generate no answers
+# (preference: pairwise accuracy measures them instead).
 ResolvedAnswerMatch = Literal["exact", "option", "number", "none"]
 
 
@@ -72,16 +73,17 @@ def round_robin_by_answer(order: Sequence[Example], count: int) -> tuple[Example
 
 
 def resolve_answer_match(config: TaskConfig, layout: str) -> ResolvedAnswerMatch:
-    if config.format == "preference":
+    spec = format_spec(config.format)
+    if not spec.generates_answers:
         if config.answer_match != "auto":
             raise DataError(
                 f"task {config.name!r}: field 'answer_match' is {config.answer_match!r}, but "
-                "preference tasks are scored by pairwise accuracy; leave it 'auto'"
+                f"{spec.name} tasks are scored by pairwise accuracy; leave it 'auto'"
             )
         return "none"
     if config.answer_match != "auto":
         return config.answer_match
-    if config.format == "multiple_choice" or layout == "aqua":
+    if spec.answer_check == "option" or layout == "aqua":
         return "option"
     return "number" if layout == "gsm8k" else "exact"
 

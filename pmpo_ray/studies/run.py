@@ -13,8 +13,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pmpo_ray.study.config import StudyConfig
-from pmpo_ray.study.variants import INITIAL, StudyRun, expand
+from pmpo_ray.run_folder import layout
+from pmpo_ray.run_folder.read import read_run_folder
+from pmpo_ray.store import atomic_write_text
+from pmpo_ray.studies.config import StudyConfig
+from pmpo_ray.studies.heldout import evaluate_prompts
+from pmpo_ray.studies.report import write_study_report
+from pmpo_ray.studies.variants import INITIAL, VARIANTS, StudyRun, expand
+from pmpo_ray.suite.run import check_rows_fit_scorer, run_suite, suite_engines
+from pmpo_ray.tasks.task import load_task
 
 RUNS_DIR = "runs"
 RESULTS = "results.jsonl"
@@ -30,11 +37,6 @@ class StudyResult:
 def run_study(
     config: StudyConfig, *, out: Path, resume: bool = False, overwrite: bool = False
 ) -> StudyResult:
-    from pmpo_ray.run_folder import layout
-    from pmpo_ray.run_folder.read import read_run_folder
-    from pmpo_ray.store import atomic_write_text
-    from pmpo_ray.suite.run import check_rows_fit_scorer, run_suite, suite_engines
-    from pmpo_ray.tasks.task import load_task
 
     started = time.perf_counter()
     out = Path(out)
@@ -70,7 +72,6 @@ def finals(plan: list[StudyRun], folders: dict, task: str) -> list[str]:
 
 
 def evaluate(prompts, client, suite):
-    from pmpo_ray.study.heldout import evaluate_prompts
 
     return evaluate_prompts(
         prompts, client=client, config=suite.evaluation, role=suite.prompt_format.role
@@ -107,7 +108,7 @@ def result_rows(plan: list[StudyRun], tasks: dict, folders: dict, metrics: dict)
                     "prompt": folder.best_prompt,
                     "train_loss": folder.best_loss,
                     **metrics[name][folder.best_prompt],
-                    "forward_passes": folder.training_cost.forward_passes,
+                    "forward_passes": folder.training_work.forward_passes,
                     "iterations": folder.iterations,
                     "stop_reason": folder.stop_reason,
                     "same_as": run.same_as,
@@ -141,8 +142,6 @@ def scorer_name(engine) -> str:
 
 
 def write_report(out: Path, rows: list[dict], config: StudyConfig, settings: dict):
-    from pmpo_ray.study.report import write_study_report
-    from pmpo_ray.study.variants import VARIANTS
 
     descriptions = {name: VARIANTS[name].description for name in config.variants}
     return write_study_report(out, rows, config.variants, descriptions, settings)

@@ -15,9 +15,9 @@ from pmpo_ray.reports.html import render_html
 from pmpo_ray.reports.markdown import render_markdown
 from pmpo_ray.reports.tables import DASH, Table
 from pmpo_ray.store import atomic_write_text, check_writable
-from pmpo_ray.study import tables
-from pmpo_ray.study.plots import write_figures
-from pmpo_ray.study.tables import INITIAL, Stat
+from pmpo_ray.studies import tables
+from pmpo_ray.studies.plots import write_figures
+from pmpo_ray.studies.tables import INITIAL, Stat
 
 MARKDOWN, HTML, FILES_DIR = "study.md", "study.html", "study_files"
 TITLE = "PMPO ablation study"

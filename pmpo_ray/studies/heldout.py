@@ -12,41 +12,27 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from pmpo_ray.evaluation.config import EvaluationConfig
-from pmpo_ray.evaluation.evaluate_run import scorer_answers
+from pmpo_ray.evaluation.evaluate_run import eval_task, scorer_answers
 from pmpo_ray.evaluation.heldout import (
     EvalPrompt,
-    EvalTask,
     answer_requests,
     candidate_of,
     grade_answers,
     holdout_score_requests,
     score_metrics,
 )
+from pmpo_ray.jobs import EvaluationConfig
 from pmpo_ray.pmpo.rounds import run_stage
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
-from pmpo_ray.tasks.formats import DataError
 from pmpo_ray.tasks.task import Task
 
 METRICS = ("heldout_ce", "option_accuracy", "option_accuracy_norm", "accuracy")
 
 
-def eval_task(task: Task, prompts: Sequence[str], config: EvaluationConfig) -> EvalTask:
-    """`task`'s held-out examples (capped by max_examples) with each distinct prompt once."""
-    examples = task.test[: config.max_examples] if config.max_examples else task.test
-    if not examples:
-        raise DataError(f"task {task.task_id!r}: held-out split is empty; nothing to evaluate")
-    distinct = list(dict.fromkeys(prompts))
-    return EvalTask(
-        task_id=task.task_id,
-        format=task.format,
-        answer_match=task.answer_match,
-        examples=tuple(examples),
-        prompts=tuple(EvalPrompt(f"p{i}", text) for i, text in enumerate(distinct)),
-        objective="ce",  # every variant is compared on the same measure
-        reduction="mean",
-        beta=1.0,
-    )
+def distinct_prompts(prompts: Sequence[str]) -> tuple[EvalPrompt, ...]:
+    """Each distinct prompt text once, named p0, p1, ... in first-seen order."""
+    distinct = dict.fromkeys(prompts)
+    return tuple(EvalPrompt(f"p{i}", text) for i, text in enumerate(distinct))
 
 
 def evaluate_prompts(
@@ -59,7 +45,8 @@ def evaluate_prompts(
     """task id -> prompt text -> {heldout_ce, option_accuracy, option_accuracy_norm, accuracy};
     and the seconds it took."""
     started = time.perf_counter()
-    evals = [eval_task(task, prompts, config) for task, prompts in tasks.values()]
+    # No optimizer: every variant is compared on the same measure, cross-entropy.
+    evals = [eval_task(task, distinct_prompts(p), config) for task, p in tasks.values()]
     scored = run_stage(
         [holdout_score_requests(t, role) for t in evals],
         client.score,

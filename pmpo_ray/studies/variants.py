@@ -11,24 +11,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pmpo_ray.jobs import SuiteConfig, SuiteTask
 from pmpo_ray.pmpo.config import OptimizerConfig
-from pmpo_ray.suite.config import SuiteConfig, SuiteTask
+from pmpo_ray.tasks.format_specs import format_spec
 
 INITIAL = "initial"  # the rows of the initial prompt, which every variant starts from
 
 
-def _has_options(task_format: str) -> bool:
-    return task_format in ("multiple_choice", "preference")
+def _has_rejected(task_format: str) -> bool:
+    # Only rejected answers (distractors, preference pairs) give the preference loss a term.
+    return format_spec(task_format).has_rejected_answers
 
 
 def _paper(base: OptimizerConfig, task_format: str) -> dict:
     # The paper's BBH runs use the preference loss over the distractors.
-    return {"objective": "preference" if _has_options(task_format) else "ce"}
+    return {"objective": "preference" if _has_rejected(task_format) else "ce"}
 
 
 def _with_objective(objective: str) -> Callable[[OptimizerConfig, str], dict]:
     def settings(base: OptimizerConfig, task_format: str) -> dict:
-        return {"objective": objective if _has_options(task_format) else "ce"}
+        return {"objective": objective if _has_rejected(task_format) else "ce"}
 
     return settings
 
@@ -41,11 +43,11 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "full": Variant(
-        "full PMPO: hardest cases, mask analysis, preference loss where a task has distractors",
+        "full PMPO: hardest cases, masking, preference loss where a task has distractors",
         _paper,
     ),
     "no_masking": Variant(
-        "no mask analysis (the rewriter is told none was run)",
+        "no masking (the rewriter is told none was run)",
         lambda base, fmt: {**_paper(base, fmt), "use_masking": False},
     ),
     "random_cases": Variant(

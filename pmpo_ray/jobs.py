@@ -1,17 +1,78 @@
-"""A suite: many tasks optimized together, sharing long-lived engine pools."""
+"""Job configs: what each entry point runs, in one place.
+
+A job names its scorer and rewriter the same way everywhere, as pools (`PoolConfig`: an
+engine, and the replicas Ray runs of it): `pmpo optimize` (`OptimizeJobConfig`), a suite
+(`SuiteConfig`: every task folder of it holds its task's `OptimizeJobConfig`), and `pmpo score`
+(`ScoreJobConfig`). The optimizer's own settings stay in `pmpo/config.py`; the study's config
+is in `study/config.py` beside the variant table it checks names against.
+
+Keys that moved fail in one line that gives the new spelling (`moved_keys`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from pmpo_ray.config import FrozenConfig, PromptFormat, RayConfig
 from pmpo_ray.engines.registry import PoolConfig
-from pmpo_ray.evaluation.config import EvaluationConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.tasks.config import TaskConfig
+
+STEP_BY_STEP = "Let's think step by step."
+
+
+class EvaluationConfig(FrozenConfig):
+    baselines: dict[str, str] = Field(
+        default_factory=lambda: {"no_instruction": "", "step_by_step": STEP_BY_STEP},
+        description="Prompts evaluated beside the initial and optimized ones, by name; the "
+        "empty prompt means no instruction at all.",
+    )
+    max_examples: int | None = Field(
+        None,
+        ge=1,
+        description="Evaluate on the first N held-out examples only (a cheaper, noisier "
+        "estimate); None uses the whole held-out split.",
+    )
+    max_answer_tokens: int = Field(
+        96, ge=1, description="Generation budget of one greedy answer for accuracy."
+    )
+    accuracy: bool = Field(
+        True,
+        description="Measure accuracy by greedy generation and answer extraction (not for "
+        "preference tasks, which report pairwise accuracy from log-probabilities).",
+    )
+
+
+class OptimizeJobConfig(FrozenConfig):
+    task: TaskConfig = Field(..., description="The task to optimize.")
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="Loop settings."
+    )
+    scorer: PoolConfig = Field(
+        default_factory=PoolConfig,
+        description="Scorer pool: its engine (and its replicas, when run on Ray).",
+    )
+    rewriter: PoolConfig | None = Field(
+        None,
+        description="Rewriter pool (segments and rewrites); None sends generation to the "
+        "scorer (one model: the paper's setting).",
+    )
+    prompt_format: PromptFormat = Field(
+        default_factory=PromptFormat, description="How prompts are rendered."
+    )
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="Held-out evaluation (`pmpo evaluate`)."
+    )
+
+    @field_validator("scorer", "rewriter", mode="before")
+    @classmethod
+    def pools_not_engines(cls, value: Any, info: ValidationInfo) -> Any:
+        return engine_not_pool(info.field_name, value)
+
 
 # Task fields naming data that `data_root` resolves.
 DATA_FIELDS = ("data", "test_data")
@@ -143,3 +204,67 @@ def user_error(kind: str, message: str) -> PydanticCustomError:
     """A validation error whose message is `message` as written (a ValueError would get
     pydantic's 'Value error, ' prefix)."""
     return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+# Engine settings written where a pool is expected: the shape roots had before every root
+# named its engines as pools.
+ENGINE_KEYS = ("backend", "model", "dtype", "seed", "max_batch_tokens", "prefix_sharing")
+
+
+def engine_not_pool(role: str, value: Any) -> Any:
+    """`value` unchanged unless it is an engine config written where a pool goes (the old
+    shape of `scorer:`/`rewriter:`), which fails in one line giving the new spelling."""
+    if isinstance(value, dict) and "engine" not in value and any(k in value for k in ENGINE_KEYS):
+        raise user_error(
+            "moved_key",
+            f"{role} is a pool now: write its engine under `{role}.engine` (e.g. "
+            f"`{role}: {{engine: {{backend: vllm}}}}`)",
+        )
+    return value
+
+
+def moved_keys(raw: Any, moves: dict[str, str]) -> Any:
+    """`raw` unchanged unless it holds a key of `moves` (old key -> new dotted spelling),
+    which fails in one line naming both."""
+    if isinstance(raw, dict):
+        for old, new in moves.items():
+            if old in raw:
+                raise user_error("moved_key", f"`{old}` moved: write `{new}` instead")
+    return raw
+
+
+class ScoreJobConfig(FrozenConfig):
+    """`pmpo score`: one prompt scored on a data file, in process or on Ray replicas."""
+
+    scorer: PoolConfig = Field(
+        default_factory=PoolConfig,
+        description="Scorer pool: its engine (and its replicas, with --replicas).",
+    )
+    prompt_format: PromptFormat = Field(
+        default_factory=PromptFormat, description="How prompts are rendered."
+    )
+    ray: RayConfig = Field(default_factory=RayConfig, description="Where Ray runs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def old_keys(cls, raw: Any) -> Any:
+        return moved_keys(raw, {"engine": "scorer.engine", "replicas": "scorer.replicas"})
+
+    @field_validator("scorer", mode="before")
+    @classmethod
+    def pool_not_engine(cls, value: Any) -> Any:
+        return engine_not_pool("scorer", value)
+
+
+def task_job_config(suite: SuiteConfig, entry: SuiteTask) -> OptimizeJobConfig:
+    """`entry`, one of `suite.tasks`, as the job config it runs under: exactly what its task
+    folder's config.yaml holds (its task and optimizer, the suite's pools, prompt format and
+    evaluation), so the folder evaluates and reports on its own like a `pmpo optimize` run's."""
+    return OptimizeJobConfig(
+        task=entry.task,
+        optimizer=suite.optimizer_for(entry),
+        scorer=suite.scorer,
+        rewriter=suite.rewriter,
+        prompt_format=suite.prompt_format,
+        evaluation=suite.evaluation,
+    )

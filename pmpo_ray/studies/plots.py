@@ -8,18 +8,16 @@ from functools import partial
 from pathlib import Path
 from statistics import fmean
 
-from pmpo_ray.reports.plots import _pyplot
+from pmpo_ray.reports.plots import png_figure
 from pmpo_ray.store import atomic_write
-from pmpo_ray.study import tables
+from pmpo_ray.studies import tables
 
 
 def change_png(changes: dict[str, list[float]], ylabel: str, title: str, path: Path) -> None:
     """Per variant, each task's change against the initial prompt as a point, their mean as a
     bar, so both the typical effect and how consistent it is across tasks show."""
-    plt = _pyplot()
     names = list(changes)
-    figure, axes = plt.subplots(figsize=(max(6.4, 0.9 * len(names) + 2), 3.8), dpi=100)
-    try:
+    with png_figure(path, (max(6.4, 0.9 * len(names) + 2), 3.8)) as axes:
         for x, name in enumerate(names):
             values = changes[name]
             if not values:
@@ -35,10 +33,6 @@ def change_png(changes: dict[str, list[float]], ylabel: str, title: str, path: P
         axes.set_ylabel(ylabel)
         axes.set_title(title, fontsize=10)
         axes.grid(axis="y", alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(path, format="png")
-    finally:
-        plt.close(figure)
 
 
 FIGURES = (  # file, metric, scale, y label, plot title, alt text

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from statistics import fmean, stdev
 
+from pmpo_ray.tasks.format_specs import known_format_spec
+
 INITIAL = "initial"
 FULL = "full"
-MULTIPLE_CHOICE = "multiple_choice"
 METRICS = ("heldout_ce", "option_accuracy", "accuracy")
 # Seed means of accuracies are sums of fractions: (0.6 + 0.7) / 2 must count as equal to 0.65.
 TOLERANCE = 1e-9
@@ -47,7 +48,13 @@ def task_names(rows: Sequence[dict]) -> list[str]:
 
 
 def multiple_choice_tasks(rows: Sequence[dict]) -> list[str]:
-    return list(dict.fromkeys(r["task"] for r in rows if r.get("format") == MULTIPLE_CHOICE))
+    """The tasks whose format has options, so option accuracy."""
+    return list(dict.fromkeys(r["task"] for r in rows if _has_options(r)))
+
+
+def _has_options(row: dict) -> bool:
+    spec = known_format_spec(row.get("format"))  # read back from the study's results
+    return spec is not None and spec.has_options
 
 
 def runs(rows: Sequence[dict], task: str, variant: str) -> list[dict]:

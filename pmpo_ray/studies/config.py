@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from pmpo_ray.config import FrozenConfig
-from pmpo_ray.study.variants import VARIANTS
-from pmpo_ray.suite.config import SuiteConfig
+from pmpo_ray.jobs import SuiteConfig
+from pmpo_ray.studies.variants import VARIANTS
 
 
 class StudyConfig(FrozenConfig):
