@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from pmpo_ray.config import FrozenConfig, PromptFormat, RayConfig
+from pmpo_ray.config import EngineSettings, FrozenConfig, PromptFormat, RayConfig
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.tasks.config import TaskConfig
@@ -208,7 +208,7 @@ def user_error(kind: str, message: str) -> PydanticCustomError:
 
 # Engine settings written where a pool is expected: the shape roots had before every root
 # named its engines as pools.
-ENGINE_KEYS = ("backend", "model", "dtype", "seed", "max_batch_tokens", "prefix_sharing")
+ENGINE_KEYS = frozenset(EngineSettings.model_fields) | {"backend"}
 
 
 def engine_not_pool(role: str, value: Any) -> Any:

@@ -82,13 +82,13 @@ def scoring_table(n_examples=24):
     examples = [
         Example(str(i), f"question {i}", "an answer " * (1 + i % 4)) for i in range(n_examples)
     ]
-    return score_requests(
-        [("a", "Think."), ("b", "Think carefully.")],
-        examples,
-        task_id="t",
-        kind="candidate",
-        role="system",
-    )
+    return candidate_requests([("a", "Think."), ("b", "Think carefully.")], examples)
+
+
+def candidate_requests(prompts, examples):
+    """Scoring rows of task "t": each (candidate id, prompt) with every example, as a system
+    prompt."""
+    return score_requests(prompts, examples, task_id="t", kind="candidate", role="system")
 
 
 def folder_bytes(folder: Path, skip: str | None = None) -> dict[str, bytes]:

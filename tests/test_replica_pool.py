@@ -6,8 +6,9 @@ from pmpo_ray.config import ReplicaConfig
 from pmpo_ray.engines.ray_data_client import RayDataClient
 from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.vllm_engine import VllmConfig
-from pmpo_ray.requests import generate_requests, score_requests
+from pmpo_ray.requests import generate_requests
 from tests.conftest import bbh_examples
+from tests.failures import candidate_requests
 
 pytestmark = [pytest.mark.ray, pytest.mark.engine]
 
@@ -22,13 +23,7 @@ def client(local_ray):
 
 def test_pool_of_two_matches_the_bare_engine(client, vllm_engine):
     examples = bbh_examples("hyperbaton", 15) + bbh_examples("boolean_expressions", 15)
-    requests = score_requests(
-        [("a", "Answer."), ("b", "")],
-        examples,
-        task_id="t",
-        kind="candidate",
-        role="system",
-    )
+    requests = candidate_requests([("a", "Answer."), ("b", "")], examples)
     expected = vllm_engine.score(requests)
     got = client.score(requests)
     assert got.column("request_id").to_pylist() == requests.column("request_id").to_pylist()
@@ -60,9 +55,7 @@ def test_a_killed_replica_and_a_killed_engine_core_lose_no_row(client):
     import ray
 
     examples = bbh_examples("hyperbaton", 16) + bbh_examples("boolean_expressions", 16)
-    requests = score_requests(
-        [("a", "Answer.")], examples, task_id="t", kind="candidate", role="system"
-    )
+    requests = candidate_requests([("a", "Answer.")], examples)
     pool = client.pools["scorer"]
     expected = client.score(requests).column("logprob_sum").to_pylist()
     for index, victim in ((0, "replica"), (1, "engine core")):

@@ -9,6 +9,7 @@ from pmpo_ray.engines.scoring import long_first_batches, score_encoded, score_ta
 from pmpo_ray.engines.tokenization import EncodedRequest, RequestTooLongError
 from pmpo_ray.requests import score_requests
 from pmpo_ray.tasks.example import Example
+from tests.failures import candidate_requests
 from tests.fakes import FakeTokenScorer, token_value
 
 
@@ -53,13 +54,7 @@ def test_a_backend_that_loses_a_row_is_caught():
 
 def test_score_table_sums_token_logprobs_and_keeps_request_columns(tokenizer):
     examples = [Example(str(i), f"What is {i} plus {i}?", f"It is {2 * i}.") for i in range(6)]
-    requests = score_requests(
-        [("p0", "Add."), ("p1", "")],
-        examples,
-        task_id="t",
-        kind="candidate",
-        role="system",
-    )
+    requests = candidate_requests([("p0", "Add."), ("p1", "")], examples)
     scored = score_table(
         requests,
         tokenizer=tokenizer,

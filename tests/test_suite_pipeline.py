@@ -11,6 +11,7 @@ from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.task import Task
+from tests.failures import candidate_requests
 from tests.fakes import FakeEngine, FakeReplica, scripted_rewrites
 
 pytestmark = pytest.mark.ray
@@ -73,16 +74,8 @@ def test_ray_data_jobs_per_round_do_not_grow_with_tasks(client):
 
 
 def test_ray_data_job_returns_each_request_once_in_order(client):
-    from pmpo_ray.requests import score_requests
-
     examples = [Example(str(i), f"q{i}", "a b c"[: 1 + 2 * (i % 3)]) for i in range(50)]
-    requests = score_requests(
-        [("p", "x"), ("q", "carefully")],
-        examples,
-        task_id="t",
-        kind="candidate",
-        role="system",
-    )
+    requests = candidate_requests([("p", "x"), ("q", "carefully")], examples)
     requests = requests.take(list(reversed(range(requests.num_rows))))  # ids out of order
     result = client.score(requests)
     assert result.column("request_id").to_pylist() == requests.column("request_id").to_pylist()

@@ -17,7 +17,12 @@ from typing import Iterator, Protocol, Sequence, runtime_checkable
 import pyarrow as pa
 
 from pmpo_ray.config import PromptFormat, RayConfig
-from pmpo_ray.engines.registry import PoolConfig
+from pmpo_ray.engines.in_process import InProcessClient
+from pmpo_ray.engines.pool_plan import check_pools_fit
+from pmpo_ray.engines.ray_data_client import RayDataClient
+from pmpo_ray.engines.registry import PoolConfig, build_engine
+from pmpo_ray.engines.replicas import ReplicaPool
+from pmpo_ray.ray_session import connect_ray
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,6 @@ def open_engines(
         finally:
             client.close()
         return
-    from pmpo_ray.ray_session import connect_ray
 
     started_ray = connect_ray(ray or RayConfig())
     try:
@@ -83,8 +87,6 @@ def open_engines(
 
 
 def _in_process(scorer: PoolConfig, rewriter: PoolConfig | None, prompt_format):
-    from pmpo_ray.engines.in_process import InProcessClient
-    from pmpo_ray.engines.registry import build_engine
 
     scorer_engine = build_engine(scorer.engine, prompt_format)
     if rewriter is None:
@@ -99,9 +101,6 @@ def _in_process(scorer: PoolConfig, rewriter: PoolConfig | None, prompt_format):
 def _on_ray(scorer: PoolConfig, rewriter: PoolConfig | None, prompt_format, ray: RayConfig):
     """Check that the pools fit the cluster, start the long-lived replica pools, then the
     client that routes jobs to them."""
-    from pmpo_ray.engines.pool_plan import check_pools_fit
-    from pmpo_ray.engines.ray_data_client import RayDataClient
-    from pmpo_ray.engines.replicas import ReplicaPool
 
     wanted = (
         {"scorer": scorer, "rewriter": rewriter} if rewriter is not None else {"scorer": scorer}

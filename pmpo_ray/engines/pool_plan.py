@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from pmpo_ray.engines.ray_data_client import check_free_cpu
 from pmpo_ray.engines.replica_memory import GIB, model_folder, replica_memory_parts
 
 # How long a check waits for memory that other replicas hold to be freed (a pool closed by this
@@ -163,8 +164,6 @@ def check_pools_fit(pools: dict, wait_s: float = 0.0) -> None:
     """Raise ValueError, one line per pool, if the pools cannot be placed on the cluster; with
     `wait_s`, ask the autoscaler for them and wait that long for nodes to join first."""
     import time
-
-    from pmpo_ray.engines.ray_data_client import check_free_cpu
 
     needs = [
         need

@@ -18,6 +18,8 @@ import json
 import math
 from pathlib import Path
 
+from pmpo_ray.engines.models import local_model_folder
+
 GIB = 2**30
 # torch + the engine's runtime in a replica's processes, before weights and KV cache (3.98 GiB
 # measured at rest, less 0.5 GiB of weights and the 1 GiB cache).
@@ -115,7 +117,6 @@ def model_weights_and_vocab(folder: str | None, dtype: str, on_gpu: bool) -> tup
 def model_folder(engine) -> str | None:
     """The engine's model folder on this machine; None for an engine that loads no model
     (the simulated backend: nothing to find, and nothing to download)."""
-    from pmpo_ray.engines.models import local_model_folder
 
     return local_model_folder(engine.model) if engine.loads_model else None
 

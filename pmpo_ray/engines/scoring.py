@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pmpo_ray.engines.batch_tokenization import encode_rows
 from pmpo_ray.engines.chat import TemplateFrames, render_table
+from pmpo_ray.engines.models import local_model_folder
 from pmpo_ray.engines.prefix_sharing import prefix_ordered_batches
 from pmpo_ray.engines.tokenization import (
     EncodedRequest,
@@ -235,8 +236,6 @@ def check_rows_fit(tables: Sequence[pa.Table], engine, prompt_format) -> None:
     if not engine.loads_model:  # the simulated backend: words, no window
         return
     from transformers import AutoTokenizer  # heavy (imports torch): only when there is a model
-
-    from pmpo_ray.engines.models import local_model_folder
 
     folder = local_model_folder(engine.model)
     if folder is None:
