@@ -21,35 +21,19 @@ from pmpo_ray.run_folder.write import (
     write_task_run,
 )
 from pmpo_ray.tasks.task import load_task
+from tests.failures import suite_config
 from tests.fakes import FakeEngine, scripted_rewrites
 
-SUITE = {
-    "name": "two",
-    "optimizer": {"iterations": 1, "hard_cases": 1, "rewrites_per_case": 2},
-    "tasks": [
-        {
-            "task": {
-                "name": "navigate",
-                "data": "builtin:bbh/navigate.json",
-                "format": "multiple_choice",
-                "initial_prompt": "Answer.",
-                "max_train": 4,
-            }
-        },
-        {
-            "task": {
-                "name": "pairs",
-                "data": "builtin:alpaca_eval/pairs_short.jsonl",
-                "format": "preference",
-                "initial_prompt": "Be helpful.",
-                "max_train": 4,
-            },
-            "optimizer": {"iterations": 2, "hard_cases": 1, "rewrites_per_case": 1, "seed": 7},
-        },
-    ],
-    "prompt_format": {"role": "user"},
-    "evaluation": {"max_examples": 5},
+# The two-task suite of tests/failures.py, one iteration, its second task with optimizer
+# settings of its own, prompts in the user turn, evaluated on 5 held-out examples.
+SUITE = suite_config(iterations=1)
+SUITE["tasks"][1]["optimizer"] = {
+    "iterations": 2,
+    "hard_cases": 1,
+    "rewrites_per_case": 1,
+    "seed": 7,
 }
+SUITE.update(prompt_format={"role": "user"}, evaluation={"max_examples": 5})
 
 
 @pytest.fixture(scope="module")
