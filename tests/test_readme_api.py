@@ -15,7 +15,7 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_notebook_example_runs(capsys):
-    [example] = [block for block in python_blocks() if "engines=HfConfig()" in block]
+    [example] = [block for block in python_blocks() if "scorer=HfConfig()" in block]
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
     result = namespace["result"]
