@@ -4,7 +4,8 @@ an ablation study.
 Every `pmpo` command and the `ray job submit` entrypoints are thin wrappers over these five
 functions. Engines are named the same way everywhere: `engines` is an open engine client
 (`open_engines(...)`, left open for the caller); `scorer` and `rewriter` are pools to open
-for the call (a `PoolConfig`, or an engine config such as `VllmConfig()`: one replica of it). Options are keyword-only; configs are accepted as objects or as YAML paths; results
+for the call (a `PoolConfig`, or an engine config such as `VllmConfig()`: one replica of
+it). Options are keyword-only; configs are accepted as objects or as YAML paths; results
 are frozen. Heavy libraries (Ray, vLLM, torch) load only inside the calls that need them, so
 `import pmpo_ray` and config validation stay fast.
 """
@@ -18,7 +19,7 @@ from pmpo_ray.config import EngineSettings, PromptFormat, as_config
 from pmpo_ray.engines.client import EngineClient, open_engines
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.evaluation.evaluate_run import evaluate_run, with_overrides
-from pmpo_ray.jobs import EvaluationConfig, OptimizeJobConfig, SuiteConfig
+from pmpo_ray.jobs import EvaluationConfig, OptimizeJobConfig, SuiteConfig, writable_optimizer
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.pmpo.rounds import run_rounds
@@ -65,6 +66,7 @@ def optimize(
     if scorer is None and job is not None:
         scorer, rewriter = job.scorer, rewriter or job.rewriter
     pools = (as_pool(scorer or PoolConfig(), "scorer"), as_pool(rewriter, "rewriter"))
+    optimizer = writable_optimizer(optimizer, pools[1] or pools[0])
     with open_engines(*pools, prompt_format=prompt_format) as client:
         return _optimize_with(loaded, optimizer, client, prompt_format, on_round)
 

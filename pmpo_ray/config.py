@@ -102,6 +102,19 @@ class EngineSettings(FrozenConfig):
         allocates per batch)."""
         return 0
 
+    @property
+    def prefills(self) -> bool:
+        """Whether the engine can continue an answer it is given the start of (a request's
+        `prefill`); False (a hosted API without vLLM's continue_final_message) makes the
+        rewrite step use the long meta-prompt, which needs no prefill (jobs.py)."""
+        return True
+
+    def preflight(self, role: str) -> None:
+        """Checks made in the driver before any engine or replica starts, for `role`
+        ("scorer" or "rewriter"): raise ValueError in one line on a setting that cannot work
+        (an HTTP backend: its server is unreachable, serves another model, cannot score;
+        vLLM: an engine_kwargs key vLLM does not know)."""
+
 
 class ReplicaConfig(FrozenConfig):
     num_replicas: int = Field(1, ge=1, description="How many engine actors the pool starts.")

@@ -4,13 +4,14 @@ A job names its scorer and rewriter the same way everywhere, as pools (`PoolConf
 engine, and the replicas Ray runs of it): `pmpo optimize` (`OptimizeJobConfig`), a suite
 (`SuiteConfig`: every task folder of it holds its task's `OptimizeJobConfig`), and `pmpo score`
 (`ScoreJobConfig`). The optimizer's own settings stay in `pmpo/config.py`; the study's config
-is in `study/config.py` beside the variant table it checks names against.
+is in `studies/config.py` beside the variant table it checks names against.
 
 Keys that moved fail in one line that gives the new spelling (`moved_keys`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from pmpo_ray.config import EngineSettings, FrozenConfig, PromptFormat, RayConfi
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.tasks.config import TaskConfig
+
+log = logging.getLogger(__name__)
 
 STEP_BY_STEP = "Let's think step by step."
 
@@ -256,13 +259,32 @@ class ScoreJobConfig(FrozenConfig):
         return engine_not_pool("scorer", value)
 
 
+def writable_optimizer(optimizer: OptimizerConfig, writer: PoolConfig) -> OptimizerConfig:
+    """The optimizer settings a rewriter can follow: one that cannot continue a prefill (a
+    hosted API without continue_final_message) gets the long meta-prompt, which needs none,
+    instead of the short one; the job's config.yaml then records the form used."""
+    if optimizer.meta_prompt == "short" and not writer.engine.prefills:
+        log.warning(
+            "the rewriter %s cannot continue a prefill: rewrites use the long meta-prompt",
+            writer.engine.model.name,
+        )
+        return optimizer.model_copy(update={"meta_prompt": "long"})
+    return optimizer
+
+
+def as_run(job: OptimizeJobConfig) -> OptimizeJobConfig:
+    """`job` as it runs (see writable_optimizer)."""
+    optimizer = writable_optimizer(job.optimizer, job.rewriter or job.scorer)
+    return job if optimizer is job.optimizer else job.model_copy(update={"optimizer": optimizer})
+
+
 def task_job_config(suite: SuiteConfig, entry: SuiteTask) -> OptimizeJobConfig:
     """`entry`, one of `suite.tasks`, as the job config it runs under: exactly what its task
     folder's config.yaml holds (its task and optimizer, the suite's pools, prompt format and
     evaluation), so the folder evaluates and reports on its own like a `pmpo optimize` run's."""
     return OptimizeJobConfig(
         task=entry.task,
-        optimizer=suite.optimizer_for(entry),
+        optimizer=writable_optimizer(suite.optimizer_for(entry), suite.rewriter or suite.scorer),
         scorer=suite.scorer,
         rewriter=suite.rewriter,
         prompt_format=suite.prompt_format,

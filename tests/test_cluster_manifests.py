@@ -141,8 +141,8 @@ def entrypoint_problems(job_spec: dict) -> list[str]:
 
 def replica_gpus(pool: PoolConfig) -> float:
     """GPUs one replica takes, as pmpo_ray.engines.replicas.actor_options asks Ray for them."""
-    if pool.engine.tensor_parallel_size > 1:
-        return float(pool.engine.tensor_parallel_size)
+    if pool.engine.gpus_per_engine() > 1:  # a tensor-parallel group
+        return float(pool.engine.gpus_per_engine())
     return pool.replicas.num_gpus
 
 

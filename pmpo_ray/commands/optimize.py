@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pmpo_ray.api import optimize
 from pmpo_ray.config import load_config
-from pmpo_ray.jobs import OptimizeJobConfig
+from pmpo_ray.jobs import OptimizeJobConfig, as_run
 from pmpo_ray.run_folder.write import check_run_dir, write_task_run
 from pmpo_ray.store import probe_folder, write_or_keep
 
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {"optimizer.iterations": args.iterations, "optimizer.seed": args.seed}
-    config = load_config(OptimizeJobConfig, args.config, flags=FLAGS, **overrides)
+    config = as_run(load_config(OptimizeJobConfig, args.config, flags=FLAGS, **overrides))
     check_run_dir(args.out, args.overwrite)
     # The run folder is staged beside --out and renamed into place, also with --overwrite.
     probe_folder(args.out.parent, what=str(args.out))

@@ -42,15 +42,21 @@ def render_context(tokenizer, prompt: str, user_input: str, role: str) -> str:
     """
     if role == "raw":
         return prompt + user_input
+    messages = chat_messages(prompt, user_input, role)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def chat_messages(prompt: str, user_input: str, role: str) -> list[dict]:
+    """The chat a request stands for (roles "system" and "user"), for a template here or a
+    server's (engines/openai_engine.py)."""
     if role == "system":
         messages = [{"role": "system", "content": prompt}] if prompt else []
         messages.append({"role": "user", "content": user_input})
-    elif role == "user":
+        return messages
+    if role == "user":
         content = f"{prompt}\n\n{user_input}" if prompt else user_input
-        messages = [{"role": "user", "content": content}]
-    else:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return [{"role": "user", "content": content}]
+    raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def open_engines(
     on exit. `rewriter` None or equal to `scorer` means one engine does both (the paper's
     setting) in process; on Ray a configured rewriter always gets its own pool, and each
     config's `replicas` says how many actors start."""
+    preflight(scorer, rewriter)
     if not on_ray:
         if rewriter == scorer:
             rewriter = None
@@ -84,6 +85,16 @@ def open_engines(
             import ray as ray_module
 
             ray_module.shutdown()
+
+
+def preflight(scorer: PoolConfig, rewriter: PoolConfig | None) -> None:
+    """Each engine's own checks before anything starts (EngineSettings.preflight); the scorer
+    also generates when there is no rewriter."""
+    scorer.engine.preflight("scorer")
+    if rewriter is None or rewriter == scorer:
+        scorer.engine.preflight("rewriter")
+    else:
+        rewriter.engine.preflight("rewriter")
 
 
 def _in_process(scorer: PoolConfig, rewriter: PoolConfig | None, prompt_format):

@@ -12,7 +12,9 @@ default there: `backend` (registry: which engine class), `model` (window; where 
 are, for pool planning), `dtype` and `max_batch_tokens` (memory estimate, batches), `seed`,
 `prefix_sharing`, `loads_model` (replicas, memory estimate, row checks before the replicas
 start), `gpus_per_engine()` and `process_env(on_gpu)` (a replica's Ray resources and
-environment), `cpu_kv_cache_gib(model_folder)` (memory estimate).
+environment), `cpu_kv_cache_gib(model_folder)` (memory estimate), `prefills` (jobs.py: can
+the rewriter continue a prefill, or does it get the long meta-prompt?) and `preflight(role)`
+(client.open_engines: the backend's own checks before anything starts).
 """
 
 from __future__ import annotations

@@ -55,12 +55,14 @@ def prepare_generation(
 
 
 def generation_rows(
-    requests: pa.Table, samples: Sequence[Sequence[Sample]], token_ids: Sequence[Sequence[int]]
+    requests: pa.Table, samples: Sequence[Sequence[Sample]], prompt_lengths: Sequence[int]
 ) -> pa.Table:
     """One row per (request, sample); checks each request got the samples it asked for.
-    `token_ids` are the rendered prompts, whose length each row reports."""
+    `prompt_lengths`: each rendered prompt's tokens, which its rows report."""
     rows = []
-    for request, request_samples, prompt_ids in zip(requests.to_pylist(), samples, token_ids):
+    for request, request_samples, prompt_length in zip(
+        requests.to_pylist(), samples, prompt_lengths
+    ):
         if len(request_samples) != request["n"]:
             raise RuntimeError(
                 f"request {request['request_id']}: asked for {request['n']} samples, "
@@ -74,7 +76,7 @@ def generation_rows(
                     "text": text,
                     "n_tokens": n_tokens,
                     "finish_reason": finish_reason,
-                    "n_prompt_tokens": len(prompt_ids),
+                    "n_prompt_tokens": prompt_length,
                 }
             )
     return pa.Table.from_pylist(rows, schema=GENERATE_RESULT_SCHEMA)

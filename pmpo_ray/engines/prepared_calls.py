@@ -90,7 +90,8 @@ class PreparedEngine:
                 max_batch_tokens=self.config.max_batch_tokens,
             )
         samples = self.generate_samples(prepared)
-        return generation_rows(prepared.table, samples, prepared.token_ids)
+        prompt_lengths = [len(ids) for ids in prepared.token_ids]
+        return generation_rows(prepared.table, samples, prompt_lengths)
 
     def score(
         self,

@@ -3,8 +3,9 @@
 Adding a backend is one new file plus one entry in `BACKENDS` below
 (tests/test_backend_contract.py proves it). The file holds a config class, subclassing
 `EngineSettings` with `backend: Literal["name"]` and its own knobs (its defaults cover what
-replicas and pool planning read: `loads_model`, `gpus_per_engine`, `process_env`,
-`cpu_kv_cache_gib`), and an engine class meeting the `Engine` protocol of engines/engine.py:
+replicas, pool planning and jobs read: `loads_model`, `gpus_per_engine`, `process_env`,
+`cpu_kv_cache_gib`, `prefills`, `preflight`), and an engine class meeting the `Engine`
+protocol of engines/engine.py:
 `config_class`, `config`, `prompt_format`, `tokenizer`, `template_frames`, `model_path`,
 `prepare_score`, `prepare_generate`, `run`, `score`, `generate`, `count_tokens`,
 `engine_died`, `close`. Subclassing `prepared_calls.PreparedEngine` gives all of them but the
@@ -26,6 +27,7 @@ from pydantic import Discriminator, Field, Tag
 from pmpo_ray.config import EngineSettings, FrozenConfig, PromptFormat, ReplicaConfig
 from pmpo_ray.engines.engine import Engine
 from pmpo_ray.engines.hf_engine import HfEngine
+from pmpo_ray.engines.openai_engine import OpenAiEngine
 from pmpo_ray.engines.simulated_engine import SimulatedEngine
 from pmpo_ray.engines.vllm_engine import VllmEngine
 
@@ -33,6 +35,7 @@ BACKENDS: dict[str, type[Engine]] = {
     "vllm": VllmEngine,
     "hf": HfEngine,
     "simulated": SimulatedEngine,
+    "openai": OpenAiEngine,
 }
 DEFAULT_BACKEND = "vllm"
 

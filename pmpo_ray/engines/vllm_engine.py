@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -22,6 +22,7 @@ from pmpo_ray.engines.prepared_calls import PreparedEngine
 from pmpo_ray.engines.replica_memory import auto_kv_cache_gib
 from pmpo_ray.engines.scoring import TokenScores
 from pmpo_ray.engines.tokenization import EncodedRequest
+from pmpo_ray.engines.vllm_engine_args import check_engine_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ class VllmConfig(EngineSettings):
         description="KV cache block in tokens; prefix cache hits cover whole blocks. None: 32 "
         "on CPU (vLLM's CPU default of 128 misses most prompt prefixes), vLLM's own on GPU.",
     )
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More vLLM engine arguments, passed to vLLM's LLM(...) as they are: any "
+        "field of vLLM's EngineArgs, e.g. quantization, max_num_seqs, revision, "
+        "trust_remote_code, kv_cache_dtype. Checked before any engine starts: an unknown key, "
+        "or one of our own settings (dtype, block_size, prefix caching, ...), is refused.",
+    )
+
+    def preflight(self, role: str) -> None:
+        super().preflight(role)
+        check_engine_kwargs(self.engine_kwargs)
 
     def gpus_per_engine(self) -> int:
         return self.tensor_parallel_size
@@ -100,6 +112,8 @@ class VllmEngine(PreparedEngine):
             max_num_batched_tokens=max(config.max_batch_tokens, config.model.max_model_len),
             enable_prefix_caching=config.prefix_sharing,
             **_block_size(config),
+            # Last, and never one of the keys above: preflight refused those.
+            **config.engine_kwargs,
         )
         self.tokenizer = self.llm.get_tokenizer()
 

@@ -37,6 +37,14 @@ MAY_CHANGE_ON_RESUME = (
     "*.tensor_parallel_size",
     "*.model.cache_dir",
     "*.model.allow_download",
+    # how an HTTP engine reaches its server: the same served model (checked before a run
+    # starts), reached at another address, with another key variable, patience or concurrency
+    "*.engine.base_url",
+    "*.engine.api_key_env",
+    "*.engine.timeout_s",
+    "*.engine.max_in_flight",
+    "*.engine.retries",
+    "*.engine.retry_deadline_s",
     # how many replicas a pool runs, and their resources and batch sizes: the same rows are
     # computed, by more or fewer engines
     "*.replicas.*",
