@@ -11,6 +11,7 @@ from pmpo_ray.api import evaluate, optimize, optimize_suite, report, study
 from pmpo_ray.config import ModelConfig, PromptFormat, RayConfig, ReplicaConfig
 from pmpo_ray.engines.client import EngineClient, open_engines
 from pmpo_ray.engines.hf_engine import HfConfig
+from pmpo_ray.engines.openai_engine import OpenAiConfig
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.engines.vllm_engine import VllmConfig
 from pmpo_ray.jobs import (
@@ -24,6 +25,7 @@ from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.studies.config import StudyConfig
 from pmpo_ray.studies.run import StudyResult
+from pmpo_ray.suite.round_report import RoundReport
 from pmpo_ray.suite.run import SuiteResult
 from pmpo_ray.tasks.config import TaskConfig
 from pmpo_ray.tasks.task import Task, load_task
@@ -33,6 +35,7 @@ __all__ = [
     "EvaluationConfig",
     "HfConfig",
     "ModelConfig",
+    "OpenAiConfig",
     "OptimizationResult",
     "OptimizeJobConfig",
     "OptimizerConfig",
@@ -40,6 +43,7 @@ __all__ = [
     "PromptFormat",
     "RayConfig",
     "ReplicaConfig",
+    "RoundReport",
     "ScoreJobConfig",
     "StudyConfig",
     "StudyResult",

@@ -13,7 +13,7 @@ are frozen. Heavy libraries (Ray, vLLM, torch) load only inside the calls that n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping
 
 from pmpo_ray.config import EngineSettings, PromptFormat, as_config
 from pmpo_ray.engines.client import EngineClient, open_engines
@@ -28,6 +28,7 @@ from pmpo_ray.reports.build import write_report
 from pmpo_ray.run_folder.read import read_run_folder, require_finished
 from pmpo_ray.studies.config import StudyConfig
 from pmpo_ray.studies.run import StudyResult, run_study
+from pmpo_ray.suite.round_report import RoundReport
 from pmpo_ray.suite.run import SuiteResult, run_suite
 from pmpo_ray.tasks.config import TaskConfig
 from pmpo_ray.tasks.task import Task, load_task
@@ -75,12 +76,13 @@ def optimize_suite(
     suite: SuiteConfig | str | Path,
     *,
     out: str | Path,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = False,
     overwrite: bool = False,
     evaluate: bool = False,
     iterations: int | None = None,
     overrides: Mapping[str, object] | None = None,
     engines: EngineClient | None = None,
+    on_round: Callable[[RoundReport], None] | None = None,
 ) -> SuiteResult:
     """Optimize every task of a suite together on shared engine pools in Ray (local unless
     the config or $RAY_ADDRESS names a cluster), writing checkpoints every round and a run
@@ -90,7 +92,11 @@ def optimize_suite(
     `overwrite` replaces `out`'s results only once the new run has finished (a failed run
     leaves them as they were; `resume` continues it). `resume` continues an unfinished run of
     the same config and data (more iterations allowed), or with `evaluate` a finished suite's
-    unfinished evaluation. `engines`: an open engine client to run on (left open), instead
+    unfinished evaluation; `resume="auto"` starts in a missing or empty `out`, resumes an
+    unfinished run of the same config, and reports a finished one (evaluating it with
+    `evaluate`): what a job that Kubernetes retries runs. `on_round(report)` sees each round's
+    `RoundReport` (its rounds.jsonl line, every task's standing, the pools' totals): wire any
+    tracker there. `engines`: an open engine client to run on (left open), instead
     of replica pools started on Ray."""
     config = as_config(SuiteConfig, suite, overrides)
     return run_suite(
@@ -101,6 +107,7 @@ def optimize_suite(
         evaluate=evaluate,
         iterations=iterations,
         engines=engines,
+        on_round=on_round,
     )
 
 

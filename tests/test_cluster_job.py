@@ -205,3 +205,95 @@ def wait_for_job(address, job_id, timeout=600):
                 return state
         time.sleep(5)
     return "TIMEOUT"
+
+
+# One task, two short rounds: a job that is stopped after its first round and submitted again.
+RETRIED_SUITE = """
+name: retried
+optimizer: {iterations: 2, hard_cases: 1, rewrites_per_case: 2, max_rewrite_tokens: 48}
+tasks:
+  - task:
+      name: navigate
+      data: builtin:bbh/navigate.json
+      format: multiple_choice
+      initial_prompt: Let's think step by step.
+      max_train: 4
+scorer:
+  replicas: {num_replicas: 1, num_cpus: 1}
+"""
+
+
+def test_a_stopped_job_submitted_again_resumes_to_the_uninterrupted_result(ray_head, tmp_path):
+    """What a RayJob retry does (cluster/kuberay/rayjob.yaml): the same command, `--resume
+    auto`, submitted again after the driver was stopped mid-run, continues from its last
+    finished round and ends as a run that was never stopped."""
+    config = tmp_path / "retried.yaml"
+    config.write_text(RETRIED_SUITE)
+
+    def submit(out: Path) -> str:
+        job_id = f"pmpo-test-{uuid.uuid4().hex[:8]}"
+        command = [RAY, "job", "submit", "--address", ray_head, "--submission-id", job_id]
+        command += ["--no-wait", "--working-dir", str(REPO), "--", sys.executable, "-m"]
+        command += ["pipelines.optimize_suite", "--config", str(config), "--out", str(out)]
+        submitted = submit_job([*command, "--resume", "auto"])
+        assert submitted.returncode == 0, submitted.stderr
+        return job_id
+
+    whole = tmp_path / "whole"
+    assert wait_for_job(ray_head, submit(whole)) == "SUCCEEDED"
+
+    cut = tmp_path / "cut"
+    job_id = submit(cut)
+    rounds = cut / "rounds.jsonl"
+    deadline = time.time() + 600
+    while not (rounds.exists() and rounds.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.5)
+    stopped = subprocess.run(
+        [RAY, "job", "stop", "--address", ray_head, job_id], capture_output=True, env=ENV
+    )
+    assert stopped.returncode == 0 and wait_for_job(ray_head, job_id) == "STOPPED"
+    assert not (cut / "suite.json").exists()  # stopped before its second round ended
+
+    assert wait_for_job(ray_head, submit(cut)) == "SUCCEEDED"
+    assert history(cut) == history(whole)
+    assert json.loads((cut / "suite.json").read_text())["navigate"]["iterations"] == 2
+
+
+def history(out: Path) -> list[tuple]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "tasks" / "navigate" / "history.parquet")
+    return list(zip(*(table.column(name).to_pylist() for name in ("text", "loss", "kept"))))
+
+
+def test_a_jobs_runtime_env_reaches_the_replicas(ray_head, tmp_path):
+    """An API key passed only with `ray job submit --runtime-env-json` reaches the rewriter's
+    replicas (the head was started without it): the fake server refuses any request without
+    it, and the job's rewrites all carry it."""
+    from tests.fake_openai_server import SERVED_MODEL, FakeOpenAiServer
+
+    secret = "sk-job-env-only"
+    assert "PMPO_JOB_KEY" not in ENV
+    with FakeOpenAiServer(required_key=secret) as server:
+        config = tmp_path / "api.yaml"
+        config.write_text(
+            RETRIED_SUITE.replace("iterations: 2", "iterations: 1")
+            + "  engine: {backend: simulated}\n"
+            + "rewriter:\n"
+            + f"  engine: {{backend: openai, base_url: '{server.url}', model: {SERVED_MODEL}, "
+            + "api_key_env: PMPO_JOB_KEY}\n"
+            + "  replicas: {num_replicas: 1, num_cpus: 0}\n"
+        )
+        job_id = f"pmpo-test-{uuid.uuid4().hex[:8]}"
+        runtime_env = json.dumps({"env_vars": {"PMPO_JOB_KEY": secret}})
+        command = [RAY, "job", "submit", "--address", ray_head, "--submission-id", job_id]
+        command += ["--no-wait", "--working-dir", str(REPO), "--runtime-env-json", runtime_env]
+        command += ["--", sys.executable, "-m", "pipelines.optimize_suite", "--config"]
+        submitted = submit_job([*command, str(config), "--out", str(tmp_path / "out")])
+        assert submitted.returncode == 0, submitted.stderr
+        assert wait_for_job(ray_head, job_id) == "SUCCEEDED"
+        rewrites = server.recorded("/v1/chat/completions")
+    assert rewrites and all(r.headers["Authorization"] == f"Bearer {secret}" for r in rewrites)
+    assert secret.encode() not in b"".join(
+        path.read_bytes() for path in (tmp_path / "out").rglob("*") if path.is_file()
+    )

@@ -6,6 +6,7 @@ check is a function returning problems, run on the real files and on a broken co
 
 from __future__ import annotations
 
+import argparse
 import copy
 import re
 import shlex
@@ -346,3 +347,17 @@ def test_cluster_suites_read_the_benchmarks_from_the_hub():
     assert {t.task.format for t in suite("pipelines/suites/preference.yaml").tasks} == {
         "preference"
     }
+
+
+def test_the_rayjob_retries_and_every_retry_resumes():
+    """A retried RayJob (a fresh cluster on the same results volume) continues the run: the
+    entrypoint parses with the suite's own options and says --resume auto."""
+    from pmpo_ray.commands import suite as suite_command
+
+    spec = by_kind("RayJob")[0]["spec"]
+    assert spec["backoffLimit"] >= 1 and spec["submitterConfig"]["backoffLimit"] >= 1
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", required=True)
+    suite_command.add_options(parser)
+    args = parser.parse_args(shlex.split(spec["entrypoint"])[3:])
+    assert args.resume == "auto" and not args.overwrite

@@ -35,9 +35,14 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resume",
-        action="store_true",
+        nargs="?",
+        const=True,
+        default=False,
+        type=resume_mode,
+        metavar="auto",
         help="continue an unfinished run from its last intact round (refused if the data or "
-        "settings changed); with --evaluate, finish an evaluation cut short",
+        "settings changed); with --evaluate, finish an evaluation cut short. --resume auto: "
+        "also start when --out is missing or empty, and report a finished run (a retried job)",
     )
     parser.add_argument("--iterations", type=int, help="override every task's iterations")
     add_set_option(parser, "scorer.replicas.num_replicas=2")
@@ -46,6 +51,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="then evaluate every task on its held-out split with the same warm engines",
     )
+
+
+def resume_mode(value: str) -> str:
+    if value != "auto":
+        raise argparse.ArgumentTypeError(
+            f"the only value --resume takes is auto; got {value!r} (a config file goes before "
+            "--resume)"
+        )
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

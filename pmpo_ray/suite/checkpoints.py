@@ -32,6 +32,7 @@ from pmpo_ray.suite.resume_point import (
     read_resume_point,
     trim_round_log,
 )
+from pmpo_ray.suite.round_report import RoundCallback, round_report
 
 # Above this many tasks the progress line sums up instead of listing every task.
 LISTED_TASKS = 8
@@ -46,8 +47,10 @@ class SuiteCheckpoints:
         out_dir: Path,
         client=None,
         fingerprints: Mapping[str, dict] | None = None,
+        callbacks: Sequence[RoundCallback] = (),
     ):
         self.runs = list(runs)
+        self.callbacks = tuple(callbacks)  # each sees every round's RoundReport
         self.out_dir = out_dir
         self.client = client
         # The suite job passes fingerprints of each task's whole resolved job config; without
@@ -65,6 +68,10 @@ class SuiteCheckpoints:
         busy = self._busy_fractions(stats, pools)
         self.writer.put(FinishedRound(round_index, states, dict(stats), busy))
         print(self.progress_line(round_index, stats, pools), flush=True)
+        if self.callbacks:
+            report = round_report(round_index, {**stats, **busy}, self.runs, pools)
+            for callback in self.callbacks:
+                callback(report)
 
     def flush(self) -> None:
         """Wait until every finished round is on disk; raises a write's error."""

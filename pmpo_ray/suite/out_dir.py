@@ -16,6 +16,27 @@ from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.swap import discard_staging, finish_interrupted_swap
 
 
+def resume_or_start(out: Path) -> bool:
+    """`--resume auto`: True when `out` holds a run to continue (or a finished one), False when
+    there is nothing there yet (missing, or an empty folder such as a fresh volume) to start
+    in; a folder holding anything else is refused. What a retried or re-submitted job runs."""
+    out = Path(out)
+    if layout.state_dir(layout.overwrite_staging_dir(out)).is_dir():
+        return True
+    if is_empty_folder(out) or not out.exists():
+        return False
+    if layout.state_dir(out).is_dir() or layout.suite_summary_path(out).exists():
+        return True
+    raise ValueError(
+        f"{out} holds files but no suite run (no state/ or suite.json); --resume auto starts "
+        "only in a missing or empty folder: choose another --out"
+    )
+
+
+def is_empty_folder(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
 def prepare_out_dir(
     out: Path,
     *,
@@ -23,23 +44,25 @@ def prepare_out_dir(
     resume: bool,
     evaluate: bool = False,
     task_ids: Sequence[str] = (),
+    accept_finished: bool = False,
 ) -> Path:
     """The folder this job writes its checkpoints and results into (`out` or its staging
     folder). Refuses to mix runs; a resumed suite that already finished is accepted only to
-    `evaluate` it (an evaluation cut short continues)."""
+    `evaluate` it (an evaluation cut short continues), or with `accept_finished` (--resume
+    auto: the caller reports it). A new run starts in a missing or empty folder."""
     out = Path(out)
     if overwrite and resume:
         raise ValueError("--overwrite and --resume exclude each other")
     finish_interrupted_swap(out)
     check_task_folders(out, task_ids)
     if resume:
-        return _resumed(out, evaluate)
+        return _resumed(out, evaluate or accept_finished)
     if overwrite:
         discard_staging(out)
         staging = layout.overwrite_staging_dir(out)
         staging.mkdir(parents=True)
         return staging
-    if out.exists():
+    if out.exists() and not is_empty_folder(out):
         raise ValueError(
             f"{out} exists; choose another --out, pass --overwrite, or --resume an unfinished run"
         )

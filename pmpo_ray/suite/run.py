@@ -14,6 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pmpo_ray.engines.client import open_engines
 from pmpo_ray.engines.scoring import check_rows_fit
@@ -32,7 +33,8 @@ from pmpo_ray.run_folder.swap import swap_in
 from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks
 from pmpo_ray.suite.checkpoints import SuiteCheckpoints, read_resume_point
 from pmpo_ray.suite.fingerprint import run_fingerprint
-from pmpo_ray.suite.out_dir import prepare_out_dir
+from pmpo_ray.suite.out_dir import prepare_out_dir, resume_or_start
+from pmpo_ray.suite.round_report import RoundCallback
 from pmpo_ray.tasks.task import load_task
 
 
@@ -50,13 +52,17 @@ def run_suite(
     config: SuiteConfig,
     *,
     out: Path,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = False,
     overwrite: bool = False,
     evaluate: bool = False,
     iterations: int | None = None,
     engines=None,
+    on_round: RoundCallback | None = None,
 ) -> SuiteResult:
-    """`engines`: an open engine client to use (left open), else pools start on Ray."""
+    """`engines`: an open engine client to use (left open), else pools start on Ray.
+    `resume="auto"`: start in a missing or empty `out`, resume an unfinished run of the same
+    config, report a finished one (evaluating it when asked); a retried job runs this.
+    `on_round(report)` sees every round's RoundReport (suite/round_report.py)."""
 
     if iterations is not None:
         config = with_iterations(config, iterations)
@@ -67,11 +73,22 @@ def run_suite(
     task_ids = [task.task_id for task in tasks]
     if engines is None:  # before anything is written or any replica starts
         check_rows_fit_scorer(tasks, config)
+    auto = resume == "auto"
+    if auto:
+        resume = resume_or_start(out)
     work = prepare_out_dir(
-        out, overwrite=overwrite, resume=resume, evaluate=evaluate, task_ids=task_ids
+        out,
+        overwrite=overwrite,
+        resume=resume,
+        evaluate=evaluate,
+        task_ids=task_ids,
+        accept_finished=auto,
     )
     fingerprints = {task.task_id: run_fingerprint(task, job) for task, job in zip(tasks, jobs)}
     point = read_resume_point(work, fingerprints) if resume else None
+    if auto and not evaluate and layout.suite_summary_path(work).exists():
+        print(f"{out}: this suite already finished; nothing to run")
+        return SuiteResult(out, (), read_suite_summary(work), None)
     with _resume_hint(out, work), suite_engines(config, engines) as client:
         if layout.suite_summary_path(work).exists():  # resumed to finish its evaluation
             summary = read_suite_summary(work)
@@ -82,7 +99,8 @@ def run_suite(
             for task, job in zip(tasks, jobs)
         ]
         # Leaving the block waits until every finished round is on disk, also on a crash.
-        with SuiteCheckpoints(runs, work, client, fingerprints) as checkpoints:
+        callbacks = [on_round] if on_round is not None else []
+        with SuiteCheckpoints(runs, work, client, fingerprints, callbacks) as checkpoints:
             results = run_rounds(
                 runs,
                 rewriter=client,
