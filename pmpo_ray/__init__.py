@@ -3,11 +3,11 @@
     import pmpo_ray
     result = pmpo_ray.optimize("pipelines/tasks/navigate.yaml", optimizer={"iterations": 2})
 
-The five calls of the API (pmpo_ray/api.py) and the configs they take; engines are opened with
+The calls of the API (pmpo_ray/api.py) and the configs they take; engines are opened with
 `open_engines` (pmpo_ray/engines/client.py). See ARCHITECTURE.md for the map of the package.
 """
 
-from pmpo_ray.api import evaluate, optimize, optimize_suite, report, study
+from pmpo_ray.api import evaluate, optimize, optimize_suite, plan, report, study
 from pmpo_ray.config import ModelConfig, PromptFormat, RayConfig, ReplicaConfig
 from pmpo_ray.engines.client import EngineClient, open_engines
 from pmpo_ray.engines.hf_engine import HfConfig
@@ -58,6 +58,7 @@ __all__ = [
     "open_engines",
     "optimize",
     "optimize_suite",
+    "plan",
     "report",
     "study",
 ]

@@ -1,7 +1,7 @@
-"""The Python API: optimize one task, optimize a suite, evaluate a run, write its report, run
-an ablation study.
+"""The Python API: optimize one task, plan and optimize a suite, evaluate a run, write its
+report, run an ablation study.
 
-Every `pmpo` command and the `ray job submit` entrypoints are thin wrappers over these five
+Every `pmpo` command and the `ray job submit` entrypoints are thin wrappers over these
 functions. Engines are named the same way everywhere: `engines` is an open engine client
 (`open_engines(...)`, left open for the caller); `scorer` and `rewriter` are pools to open
 for the call (a `PoolConfig`, or an engine config such as `VllmConfig()`: one replica of
@@ -19,7 +19,13 @@ from pmpo_ray.config import EngineSettings, PromptFormat, as_config
 from pmpo_ray.engines.client import EngineClient, open_engines
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.evaluation.evaluate_run import evaluate_run, with_overrides
-from pmpo_ray.jobs import EvaluationConfig, OptimizeJobConfig, SuiteConfig, writable_optimizer
+from pmpo_ray.jobs import (
+    EvaluationConfig,
+    OptimizeJobConfig,
+    SuiteConfig,
+    with_iterations,
+    writable_optimizer,
+)
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.pmpo.rounds import run_rounds
@@ -28,6 +34,7 @@ from pmpo_ray.reports.build import write_report
 from pmpo_ray.run_folder.read import read_run_folder, require_finished
 from pmpo_ray.studies.config import StudyConfig
 from pmpo_ray.studies.run import StudyResult, run_study
+from pmpo_ray.suite.plan import SuitePlan, plan_suite
 from pmpo_ray.suite.round_report import RoundReport
 from pmpo_ray.suite.run import SuiteResult, run_suite
 from pmpo_ray.tasks.config import TaskConfig
@@ -108,6 +115,32 @@ def optimize_suite(
         iterations=iterations,
         engines=engines,
         on_round=on_round,
+    )
+
+
+def plan(
+    suite: SuiteConfig | str | Path,
+    *,
+    iterations: int | None = None,
+    overrides: Mapping[str, object] | None = None,
+    scoring_tokens_per_s: float | None = None,
+    generation_tokens_per_s: float | None = None,
+    rewrite_acceptance: float | None = None,
+) -> SuitePlan:
+    """What `optimize_suite` on this config will cost, before any engine starts: per task and
+    in total, scored rows and tokens, forward passes, generation requests and tokens; each
+    pool's replicas and their memory estimate; a wall time at the given throughputs (tokens/s
+    per replica; defaults: the default model on CPU). `rewrite_acceptance`: the share of
+    rewrites expected to pass vetting (default: measured for the built-in default model as the
+    rewriter, 1.0 for any other). `render_plan(plan)` prints it."""
+    config = as_config(SuiteConfig, suite, overrides)
+    if iterations is not None:
+        config = with_iterations(config, iterations)
+    return plan_suite(
+        config,
+        scoring_tokens_per_s=scoring_tokens_per_s,
+        generation_tokens_per_s=generation_tokens_per_s,
+        rewrite_acceptance=rewrite_acceptance,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,8 +16,11 @@ from pmpo_ray.commands import evaluate, model, optimize, report, score, study, s
 from pmpo_ray.config import format_validation_error
 from pmpo_ray.engines.models import ModelNotFoundError
 from pmpo_ray.errors import PoolDownError, ReplicaError, is_from_ray, one_line
+from pmpo_ray.run_folder.saved import evaluations_saved, suite_saved
+from pmpo_ray.studies.run import study_saved
 
 COMMANDS = (score, optimize, suite, study, evaluate, model, report)
+INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(name: str, run, args, quiet_engines: str = "WARNING") -> int:
-    """Run one command: user errors print one line and exit 2, never a traceback."""
+    """Run one command: user errors print one line and exit 2, never a traceback; Ctrl-C
+    prints one line (what was saved, how to continue) and exits 130."""
 
     if not args.verbose:  # vLLM logs every engine step at INFO; users want the results
         os.environ.setdefault("VLLM_LOGGING_LEVEL", quiet_engines)
@@ -39,6 +44,14 @@ def run_command(name: str, run, args, quiet_engines: str = "WARNING") -> int:
     )
     try:
         return run(args)
+    except KeyboardInterrupt:  # Ctrl-C: what was saved, and how to go on, in one line
+        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one cannot cut it
+        try:
+            line = interrupted_line(run, args)
+            print(f"{name}: interrupted; {line}", file=sys.stderr, flush=True)
+        finally:
+            signal.signal(signal.SIGINT, ignored)
+        return INTERRUPTED
     except ValidationError as error:  # a flag value checked by a config the command built
         print(f"{name}: error: {flag_validation_message(error, args)}", file=sys.stderr)
         return 2
@@ -46,6 +59,26 @@ def run_command(name: str, run, args, quiet_engines: str = "WARNING") -> int:
         message, users = error_line(error, (ValueError, ModelNotFoundError))
         print(f"{name}: error: {message}", file=sys.stderr)
         return 2 if users else 1
+
+
+def interrupted_line(run, args: argparse.Namespace) -> str:
+    """What a command (`run`, a commands/ module's) stopped by Ctrl-C has saved, and how to
+    continue (run_folder/saved.py)."""
+    command = getattr(run, "__module__", "").rsplit(".", 1)[-1]
+    out = getattr(args, "out", None)
+    overwrite = bool(getattr(args, "overwrite", False))
+    if command == "suite" and out is not None:
+        return suite_saved(out, overwrite=overwrite)
+    if command == "study" and out is not None:
+        return study_saved(out, overwrite=overwrite)
+    if command == "optimize":
+        return (
+            "nothing was saved: `pmpo optimize` writes its run folder when the run ends "
+            "(`pmpo suite` checkpoints every round and can --resume)"
+        )
+    if command == "evaluate":
+        return evaluations_saved(args.run_dir)
+    return "nothing was saved"
 
 
 def error_line(error: Exception, user_errors: tuple) -> tuple[str, bool]:

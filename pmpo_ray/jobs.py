@@ -91,6 +91,35 @@ class SuiteTask(FrozenConfig):
     )
 
 
+class MlflowConfig(FrozenConfig):
+    """Where a suite run is logged in MLflow (suite/mlflow_tracking.py)."""
+
+    tracking_uri: str = Field(
+        ...,
+        min_length=1,
+        description="The MLflow tracking URI: a server (http://host:5000), a database "
+        "(sqlite:///mlflow.db) or a local store (file:/path/mlruns, which MLflow 3 accepts "
+        "only with MLFLOW_ALLOW_FILE_STORE=true).",
+    )
+    experiment: str | None = Field(
+        None, min_length=1, description="The experiment's name; None: the suite's name."
+    )
+    run_name: str | None = Field(
+        None, min_length=1, description="The suite's (parent) run name; None: --out's name."
+    )
+
+
+class TrackingConfig(FrozenConfig):
+    """Experiment tracking of a suite run, logged from the driver; never changes results."""
+
+    mlflow: MlflowConfig = Field(
+        ...,
+        description="Log to MLflow (`pip install 'pmpo-ray[mlflow]'`): a run per suite with a "
+        "nested run per task; configs, every round's losses and work, held-out metrics, and "
+        "each task's best prompt and history.",
+    )
+
+
 class SuiteConfig(FrozenConfig):
     name: str = Field(..., min_length=1, description="Suite name, used in logs and results.")
     # Declared before `tasks`: the tasks' validator reads it.
@@ -127,6 +156,11 @@ class SuiteConfig(FrozenConfig):
         "own, else 1 (on one shared pool, halving the generation batches costs more than the "
         "overlap gains). Results are the same for any value. On Ray only: engines in this "
         "process are called in turn, every task's stage in one call.",
+    )
+    tracking: TrackingConfig | None = Field(
+        None,
+        description="Experiment tracking (MLflow); None logs nowhere but the run folder. "
+        "An unreachable tracking server is warned about once and never stops the run.",
     )
 
     @field_validator("data_root")
@@ -290,3 +324,18 @@ def task_job_config(suite: SuiteConfig, entry: SuiteTask) -> OptimizeJobConfig:
         prompt_format=suite.prompt_format,
         evaluation=suite.evaluation,
     )
+
+
+def with_iterations(config: SuiteConfig, iterations: int) -> SuiteConfig:
+    """Every task's iteration count set to `iterations`, including tasks with their own
+    optimizer settings."""
+    tasks = [
+        entry.model_copy(
+            update={"optimizer": entry.optimizer.model_copy(update={"iterations": iterations})}
+        )
+        if entry.optimizer is not None
+        else entry
+        for entry in config.tasks
+    ]
+    optimizer = config.optimizer.model_copy(update={"iterations": iterations})
+    return config.model_copy(update={"optimizer": optimizer, "tasks": tasks})

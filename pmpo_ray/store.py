@@ -35,10 +35,27 @@ def check_writable(path: Path | str) -> None:
     probe_folder(path.parent if str(path.parent) else Path("."), what=str(path))
 
 
+def check_linked_folder(path: Path | str, what: str = "--out") -> None:
+    """The rule for a link where a results folder goes: a link to an existing folder is
+    followed (the results go into that folder, and the link stays a link); a link to nothing
+    or to a file is refused here, before any work, in one line."""
+    path = Path(path)
+    if not path.is_symlink() or path.is_dir():
+        return
+    target = os.readlink(path)
+    state = "is not a folder" if path.exists() else "does not exist"
+    raise ValueError(
+        f"{what} {path}: a link to {target}, which {state}; a link as {what} must point to an "
+        "existing folder (create it, or remove the link)"
+    )
+
+
 def check_writable_folder(folder: Path | str) -> None:
     """`folder` is a results folder: an existing one must accept files; a new one is created
-    later, so the folder it goes into must exist and accept files."""
+    later, so the folder it goes into must exist and accept files. A link must point to an
+    existing folder (`check_linked_folder`)."""
     folder = Path(folder)
+    check_linked_folder(folder)
     if folder.exists():
         if not folder.is_dir():
             raise ValueError(f"{folder}: exists and is not a folder")

@@ -158,7 +158,19 @@ def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
     assert rounds and all(0 <= r["scorer_busy_fraction"] <= 1.0 + 1e-6 for r in rounds)
     assert all(0 < r["scoring_tokens_computed"] <= r["scoring_tokens"] for r in rounds)
     assert all(r["scoring_batches"] >= 1 and r["scorer_prep_us_per_row"] > 0 for r in rounds)
+    check_plan(out, iterations=1)
     check_evaluation_and_report(out)
+
+
+def check_plan(out, iterations):
+    """`pmpo suite --plan`'s forward passes are within 10% of what the real run spent."""
+    import pmpo_ray
+
+    plan = pmpo_ray.plan(REPO / "pipelines/suites/tiny.yaml", iterations=iterations)
+    for task in plan.tasks:
+        spent = json.loads((out / "tasks" / task.task_id / "result.json").read_text())["work"]
+        gap = abs(task.forward_passes - spent["forward_passes"]) / spent["forward_passes"]
+        assert gap <= 0.10, (task.task_id, task.forward_passes, spent["forward_passes"])
 
 
 def check_evaluation_and_report(out):

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from pmpo_ray.reports.figure_folder import MANIFEST
 from pmpo_ray.studies import plots
 from pmpo_ray.studies.report import average_table_text, write_study_report
 from tests.test_report import png_is_valid
@@ -81,7 +82,7 @@ def test_markdown_tables_keep_their_shape_with_pipes_in_task_names(tmp_path):
 
 def test_plots_are_written_as_png_and_referenced(tmp_path):
     markdown_path, html_path = write_study_report(tmp_path, study_rows(), VARIANTS, {}, {})
-    images = sorted((tmp_path / "study_files").iterdir())
+    images = sorted((tmp_path / "study_files").glob("*.png"))  # and the figures manifest
     assert [p.name for p in images] == ["ce-change.png", "option-gain.png"]
     assert all(png_is_valid(p) for p in images)
     markdown, html = markdown_path.read_text(), html_path.read_text()
@@ -94,7 +95,7 @@ def test_rewriting_without_multiple_choice_tasks_drops_the_option_plot(tmp_path)
     write_study_report(tmp_path, study_rows(), VARIANTS, {}, {})
     supervised = [r for r in study_rows() if r["task"] == "c"]
     markdown = write_study_report(tmp_path, supervised, VARIANTS, {}, {})[0].read_text()
-    assert [p.name for p in (tmp_path / "study_files").iterdir()] == ["ce-change.png"]
+    assert [p.name for p in (tmp_path / "study_files").glob("*.png")] == ["ce-change.png"]
     assert "option-gain.png" not in markdown and "| option accuracy" not in markdown
 
 
@@ -106,7 +107,7 @@ def test_a_crash_while_plotting_leaves_no_half_file(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "change_png", broken_png)
     with pytest.raises(RuntimeError):
         write_study_report(tmp_path, study_rows(), VARIANTS, {}, {})
-    assert list((tmp_path / "study_files").iterdir()) == []
+    assert [p.name for p in (tmp_path / "study_files").iterdir()] == [MANIFEST]  # no PNG
     assert not (tmp_path / "study.md").exists() and not (tmp_path / "study.html").exists()
 
 

@@ -201,7 +201,7 @@ def record(iteration: int, improved: bool) -> IterationRecord:
 @pytest.mark.parametrize(
     "improved, config, phase, reason",
     [
-        ([True, False], OptimizerConfig(iterations=2), Phase.DONE, "2 iterations"),
+        ([True, False], OptimizerConfig(iterations=2), Phase.DONE, "iteration limit reached"),
         (
             [True, False, False],
             OptimizerConfig(iterations=9, patience=2),

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from pmpo_ray.api import evaluate
+from pmpo_ray.evaluation.evaluate_run import check_task_data
 from pmpo_ray.run_folder.layout import task_dirs
+from pmpo_ray.run_folder.read import read_run_folder, require_finished
 from pmpo_ray.run_folder.swap import finish_interrupted_swap
 from pmpo_ray.store import check_writable_folder
 
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     finish_interrupted_swap(args.run_dir)  # a killed --overwrite swap, before reading the folder
     for folder in task_dirs(args.run_dir)[1]:  # results go here: fail before the engine loads
         check_writable_folder(folder)
+    require_finished(args.run_dir)
+    check_task_data(read_run_folder(args.run_dir, evaluations=False))  # so does moved data
     results = evaluate(
         args.run_dir,
         max_examples=args.max_examples,

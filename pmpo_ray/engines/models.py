@@ -102,7 +102,34 @@ def resolve_model_path(config: ModelConfig) -> str:
         if not (local / "config.json").exists():
             raise ModelNotFoundError(f"model folder {local} has no config.json")
         return str(local)
+    check_not_a_missing_folder(config.name)
     return _hub_snapshot(config.name, config.allow_download)
+
+
+def looks_like_path(name: str) -> bool:
+    """A model name that can only be a folder: absolute, home- or dot-relative, more than one
+    '/', or a backslash. A hub id is 'name' or 'owner/name'."""
+    return (
+        name.startswith(("/", "~", "./", "../", ".\\", "..\\"))
+        or name in (".", "..")
+        or name.count("/") > 1
+        or "\\" in name
+        or name.endswith("/")
+    )
+
+
+def check_not_a_missing_folder(name: str) -> None:
+    """A name that looks like a path but names no folder is a missing folder, never a hub id
+    to look up."""
+    if not looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        raise ModelNotFoundError(f"model {name!r}: {path} is not a folder; name a model folder")
+    raise ModelNotFoundError(
+        f"model {name!r}: no such folder {path.absolute()}; give an existing model folder, a hub "
+        "id ('owner/name'), or 'default'"
+    )
 
 
 def local_model_folder(config: ModelConfig) -> str | None:
@@ -110,6 +137,8 @@ def local_model_folder(config: ModelConfig) -> str | None:
     a hub id to be downloaded by the replicas. A model that can be neither found nor
     downloaded raises ModelNotFoundError here, in one line, instead of inside every replica."""
     is_hub_id = config.name != DEFAULT_MODEL and not Path(config.name).expanduser().is_dir()
+    if is_hub_id:
+        check_not_a_missing_folder(config.name)
     if is_hub_id and config.allow_download:
         try:
             return _hub_snapshot(config.name, allow_download=False)

@@ -35,10 +35,11 @@ from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.loss import resolve_objective
 from pmpo_ray.pmpo.rounds import run_stage
 from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
+from pmpo_ray.run_folder.layout import CONFIG
 from pmpo_ray.run_folder.records import RunFolder, TaskFolder
 from pmpo_ray.run_folder.write import write_evaluation
 from pmpo_ray.tasks.formats import DataError
-from pmpo_ray.tasks.task import Task, load_task
+from pmpo_ray.tasks.task import Task, check_data_files, load_task
 
 
 def eval_task(
@@ -75,6 +76,20 @@ def folder_eval_task(folder: TaskFolder, config: EvaluationConfig) -> tuple[Eval
     task = load_task(folder.config.task)
     prompts = eval_prompts(folder.initial_prompt, folder.best_prompt, config)
     return eval_task(task, prompts, config, folder.config.optimizer), len(task.train)
+
+
+def check_task_data(run: RunFolder) -> None:
+    """Every task's data files are where its config.yaml says (nothing is read): a file moved
+    since the run fails in one line naming the task folder's config.yaml and the path, before
+    an engine loads."""
+    for folder in run.tasks:
+        try:
+            check_data_files(folder.config.task)
+        except DataError as error:
+            raise DataError(
+                f"{folder.path / CONFIG}: task {folder.task_id!r}: {error}; evaluation reads "
+                "the task's data from there: put the file back, or edit its path in that file"
+            ) from None
 
 
 def evaluate_run(

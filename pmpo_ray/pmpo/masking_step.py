@@ -44,8 +44,14 @@ class MaskingStep:
         self.task = task
         self.config = config
 
+    @property
+    def masks(self) -> bool:
+        """Whether this run masks prompts at all: not without masking, and not without
+        iterations (no rewrite would read the result: the initial prompt is only scored)."""
+        return self.config.masks_prompts and self.config.iterations > 0
+
     def plan_generation(self, state: RunState) -> Segmenting:
-        if not self.config.masks_prompts:
+        if not self.masks:
             return Segmenting((), {})
         rows, candidate_of = [], {}
         for candidate_id, text in state.unmasked(self.task.initial_prompt):
@@ -68,7 +74,7 @@ class MaskingStep:
         outputs = {plan.candidate_of[i]: texts.get(i, [None])[0] for i in plan.candidate_of}
         prompts = [(INITIAL_ID, self.task.initial_prompt)] if state.initial is None else []
         segmentations = {}
-        if not self.config.masks_prompts:
+        if not self.masks:
             return Ablating(tuple(prompts), segmentations)
         for candidate_id, text in state.unmasked(self.task.initial_prompt):
             segmentation = masking.segment(text, outputs.get(candidate_id), self.config.max_units)

@@ -12,6 +12,9 @@ from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.records import MaskingResult
 from pmpo_ray.pmpo.run_state import Phase, RunState
 
+# The stop reason of a run that played all its iterations (how many is reported beside it).
+ITERATION_LIMIT = "iteration limit reached"
+
 
 def after_masking(state: RunState, config: OptimizerConfig, initial_prompt: str) -> RunState:
     state = without_masking(state, config, initial_prompt)
@@ -22,12 +25,12 @@ def after_masking(state: RunState, config: OptimizerConfig, initial_prompt: str)
 
 def after_iteration(state: RunState, config: OptimizerConfig, initial_prompt: str) -> RunState:
     if len(state.history) >= config.iterations:
-        return replace(state, phase=Phase.DONE, stop_reason=f"{config.iterations} iterations")
+        return replace(state, phase=Phase.DONE, stop_reason=ITERATION_LIMIT)
     if stale_iterations(state) >= (config.patience or float("inf")):
         return replace(
             state,
             phase=Phase.DONE,
-            stop_reason=f"no improvement in {config.patience} iterations",
+            stop_reason=f"no improvement in {plural(config.patience, 'iteration')}",
         )
     if budget_spent(state, config.max_forward_passes):
         spent = state.work.forward_passes
@@ -39,6 +42,10 @@ def after_iteration(state: RunState, config: OptimizerConfig, initial_prompt: st
     if config.masks_prompts and state.unmasked(initial_prompt):
         return replace(state, phase=Phase.MASK)
     return replace(without_masking(state, config, initial_prompt), phase=Phase.REWRITE)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def without_masking(state: RunState, config: OptimizerConfig, initial_prompt: str) -> RunState:

@@ -1,7 +1,8 @@
 """Write a run folder's report: report.md, report.html and their PNGs under report_files/.
 
 Every file is written to a temporary name and renamed into place, so a report being rewritten
-is never seen half-written; PNGs left by an earlier report for tasks that are gone are removed.
+is never seen half-written; PNGs an earlier report wrote for tasks that are gone are removed
+(reports/figure_folder.py: nothing else, and never through a link).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from pmpo_ray.reports.document import Figures, build_document
+from pmpo_ray.reports.figure_folder import check_figure_folder, write_figure_files
 from pmpo_ray.reports.html import render_html
 from pmpo_ray.reports.markdown import render_markdown
 from pmpo_ray.reports.plots import loss_curve_png, round_times_png
@@ -19,7 +21,7 @@ from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.read import read_run_folder
 from pmpo_ray.run_folder.records import RunFolder
 from pmpo_ray.run_folder.swap import finish_interrupted_swap
-from pmpo_ray.store import atomic_write, atomic_write_text, check_writable
+from pmpo_ray.store import atomic_write_text, check_writable
 
 FILES_DIR = layout.REPORT_FILES
 
@@ -37,6 +39,7 @@ def write_report(run_dir: Path) -> ReportFiles:
     run = read_run_folder(Path(run_dir))
     markdown, html = run.path / layout.REPORT_MARKDOWN, run.path / layout.REPORT_HTML
     check_writable(markdown)
+    check_figure_folder(run.path / FILES_DIR)  # a link there: refused before anything is written
     figures, images = write_figures(run)
     blocks = build_document(run, figures)
     atomic_write_text(render_markdown(blocks), markdown)
@@ -56,19 +59,16 @@ def safe_name(task_id: str, taken: set[str]) -> str:
 
 
 def write_figures(run: RunFolder) -> tuple[Figures, tuple[Path, ...]]:
-    folder = run.path / FILES_DIR
-    folder.mkdir(exist_ok=True)
-    curves, written, taken = {}, [], set()
+    """The PNGs under report_files/ (figure_folder.py: a real folder of the run, where only
+    the figures an earlier report wrote are removed)."""
+    curves, figures, taken = {}, [], set()
     for task in run.tasks:
         name = f"loss-{safe_name(task.task_id, taken)}.png"
-        atomic_write(folder / name, partial(loss_curve_png, task.points, task.task_id))
+        figures.append((name, partial(loss_curve_png, task.points, task.task_id)))
         curves[task.task_id] = f"{FILES_DIR}/{name}"
-        written.append(folder / name)
     rounds = None
     if run.rounds:
-        atomic_write(folder / "rounds.png", partial(round_times_png, run.rounds))
+        figures.append(("rounds.png", partial(round_times_png, run.rounds)))
         rounds = f"{FILES_DIR}/rounds.png"
-        written.append(folder / "rounds.png")
-    for stale in set(folder.glob("*.png")) - set(written):
-        stale.unlink()
+    written = write_figure_files(run.path / FILES_DIR, figures)
     return Figures(curves, rounds), tuple(written)

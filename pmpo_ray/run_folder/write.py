@@ -32,6 +32,7 @@ from pmpo_ray.store import (
     atomic_write_json,
     atomic_write_parquet,
     atomic_write_text,
+    check_linked_folder,
     new_folder_beside,
 )
 
@@ -50,8 +51,10 @@ HISTORY_SCHEMA = pa.schema(
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Fail before the optimization, not after: no folder in the way, its parent exists."""
+    """Fail before the optimization, not after: no folder in the way, its parent exists; a
+    link must point to an existing folder (store.check_linked_folder: it is followed)."""
     run_dir = Path(run_dir)
+    check_linked_folder(run_dir)
     if run_dir.exists() and not overwrite:
         raise ValueError(f"{run_dir} exists; choose another --out or pass --overwrite")
     if not run_dir.parent.is_dir():
@@ -80,6 +83,8 @@ def write_task_run(
             f"{run_dir}: config is for task {config.task.name!r}, the result for {result.task_id!r}"
         )
     check_run_dir(run_dir, overwrite)
+    if run_dir.is_symlink():  # a link to a folder: that folder is replaced, the link stays
+        run_dir = run_dir.resolve()
     staging = new_folder_beside(run_dir, layout.staging_prefix(run_dir))
     old = staging.with_name(staging.name + ".old")
     try:

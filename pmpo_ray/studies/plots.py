@@ -8,8 +8,8 @@ from functools import partial
 from pathlib import Path
 from statistics import fmean
 
+from pmpo_ray.reports.figure_folder import write_figure_files
 from pmpo_ray.reports.plots import png_figure
-from pmpo_ray.store import atomic_write
 from pmpo_ray.studies import tables
 
 
@@ -59,16 +59,14 @@ FIGURES = (  # file, metric, scale, y label, plot title, alt text
 
 def write_figures(folder: Path, rows: Sequence[dict], variants: Sequence[str]) -> dict[str, str]:
     """alt text -> path relative to the report (the folder's name/file) of each PNG with something
-    to show; stale ones removed."""
-    folder.mkdir(exist_ok=True)
-    figures, written = {}, []
+    to show; those an earlier report wrote and this one does not are removed, nothing else
+    (reports/figure_folder.py: `folder` must be a real folder, not a link)."""
+    figures, files = {}, []
     for name, key, scale, ylabel, title, alt in FIGURES:
         changes = tables.changes(rows, variants, key, scale)
         if not any(changes.values()):
             continue
-        atomic_write(folder / name, partial(change_png, changes, ylabel, title))
+        files.append((name, partial(change_png, changes, ylabel, title)))
         figures[alt] = f"{folder.name}/{name}"
-        written.append(folder / name)
-    for stale in set(folder.glob("*.png")) - set(written):
-        stale.unlink()
+    write_figure_files(folder, files)
     return figures

@@ -13,12 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pmpo_ray.reports.figure_folder import check_figure_folder
 from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.read import read_run_folder
-from pmpo_ray.store import atomic_write_text
+from pmpo_ray.run_folder.saved import suite_saved
+from pmpo_ray.store import atomic_write_text, check_linked_folder
 from pmpo_ray.studies.config import StudyConfig
 from pmpo_ray.studies.heldout import evaluate_prompts
-from pmpo_ray.studies.report import write_study_report
+from pmpo_ray.studies.report import FILES_DIR, write_study_report
 from pmpo_ray.studies.variants import INITIAL, VARIANTS, StudyRun, expand
 from pmpo_ray.suite.run import check_rows_fit_scorer, run_suite, suite_engines
 from pmpo_ray.tasks.task import load_task
@@ -40,10 +42,7 @@ def run_study(
 
     started = time.perf_counter()
     out = Path(out)
-    if (out / RUNS_DIR).exists() and not (resume or overwrite):  # before engines start
-        raise ValueError(
-            f"{out} holds a study already; choose another --out, pass --overwrite, or --resume"
-        )
+    check_study_out(out, resume=resume, overwrite=overwrite)  # before engines start
     suite, plan = expand(config.suite, config.variants, config.seeds, config.forward_pass_budget)
     tasks = {entry.task.name: load_task(entry.task) for entry in config.suite.tasks}
     check_rows_fit_scorer(list(tasks.values()), suite)  # before any engine starts
@@ -64,6 +63,46 @@ def run_study(
     settings = study_settings(config, tasks, time.perf_counter() - started, eval_seconds)
     report = write_report(out, rows, config, settings)
     return StudyResult(out, tuple(rows), report)
+
+
+def check_study_out(out: Path, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Where the study writes, checked before any engine starts: a link must point to an
+    existing folder (store.check_linked_folder: it is followed); an existing folder must be
+    empty or a study (its runs/ or results.jsonl); a study is replaced only with
+    `overwrite`; `resume` needs a study to continue; a link as study_files/ is refused."""
+    out = Path(out)
+    if overwrite and resume:
+        raise ValueError("--overwrite and --resume exclude each other")
+    check_linked_folder(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    check_figure_folder(out / FILES_DIR)
+    runs = out / RUNS_DIR
+    is_study = runs.exists() or (out / RESULTS).exists()
+    if out.is_dir() and not is_study and any(out.iterdir()):
+        raise ValueError(
+            f"{out} exists and is not a study (no {RUNS_DIR}/ or {RESULTS}); choose another "
+            "--out (a new or empty folder)"
+        )
+    if resume and not (layout.suite_summary_path(runs).exists() or layout.suite_unfinished(runs)):
+        raise ValueError(
+            f"{out}: nothing to resume (no study runs in {runs}); run it without --resume"
+        )
+    if is_study and not (resume or overwrite):
+        raise ValueError(
+            f"{out} holds a study already; choose another --out, pass --overwrite, or --resume"
+        )
+
+
+def study_saved(out: Path, *, overwrite: bool = False) -> str:
+    """What a study cut short (Ctrl-C) has saved in `out`, and how to continue it."""
+    runs = Path(out) / RUNS_DIR
+    if layout.suite_summary_path(runs).is_file() and not layout.suite_unfinished(runs):
+        return (
+            f"the study's runs had finished ({runs}); run the same command with --resume to "
+            "evaluate their prompts and write the report"
+        )
+    return suite_saved(runs, overwrite=overwrite)
 
 
 def finals(plan: list[StudyRun], folders: dict, task: str) -> list[str]:

@@ -23,6 +23,8 @@ MAY_CHANGE_ON_RESUME = (
     "optimizer.patience",
     # held-out evaluation runs after the optimization and resumes on its own terms
     "evaluation.*",
+    # where the run is logged (MLflow): read by the driver, never by the optimization
+    "tracking.*",
     # where the data lies: its content is fingerprinted itself, so a moved file resumes
     "task.data",
     "task.test_data",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.swap import discard_staging, finish_interrupted_swap
+from pmpo_ray.store import check_linked_folder
 
 
 def resume_or_start(out: Path) -> bool:
@@ -53,15 +54,16 @@ def prepare_out_dir(
     out = Path(out)
     if overwrite and resume:
         raise ValueError("--overwrite and --resume exclude each other")
+    check_linked_folder(out)  # the link rule, before anything reads or writes `out`
     finish_interrupted_swap(out)
     check_task_folders(out, task_ids)
     if resume:
         return _resumed(out, evaluate or accept_finished)
     if overwrite:
         discard_staging(out)
-        staging = layout.overwrite_staging_dir(out)
-        staging.mkdir(parents=True)
-        return staging
+        # Not created here: the checkpoints create it, so a run that fails before them
+        # leaves no empty staging folder behind.
+        return layout.overwrite_staging_dir(out)
     if out.exists() and not is_empty_folder(out):
         raise ValueError(
             f"{out} exists; choose another --out, pass --overwrite, or --resume an unfinished run"

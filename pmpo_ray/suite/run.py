@@ -20,7 +20,7 @@ from pmpo_ray.engines.client import open_engines
 from pmpo_ray.engines.scoring import check_rows_fit
 from pmpo_ray.errors import PoolDownError
 from pmpo_ray.evaluation.evaluate_run import evaluate_run
-from pmpo_ray.jobs import SuiteConfig, task_job_config
+from pmpo_ray.jobs import SuiteConfig, task_job_config, with_iterations
 from pmpo_ray.pmpo.records import OptimizationResult
 from pmpo_ray.pmpo.rounds import run_rounds
 from pmpo_ray.pmpo.task_run import TaskRun
@@ -33,6 +33,7 @@ from pmpo_ray.run_folder.swap import swap_in
 from pmpo_ray.run_folder.write import write_suite_summary, write_suite_tasks
 from pmpo_ray.suite.checkpoints import SuiteCheckpoints, read_resume_point
 from pmpo_ray.suite.fingerprint import run_fingerprint
+from pmpo_ray.suite.mlflow_tracking import require_mlflow, suite_tracking
 from pmpo_ray.suite.out_dir import prepare_out_dir, resume_or_start
 from pmpo_ray.suite.round_report import RoundCallback
 from pmpo_ray.tasks.task import load_task
@@ -73,6 +74,7 @@ def run_suite(
     task_ids = [task.task_id for task in tasks]
     if engines is None:  # before anything is written or any replica starts
         check_rows_fit_scorer(tasks, config)
+    require_mlflow(config.tracking)  # a missing extra fails before anything is written
     auto = resume == "auto"
     if auto:
         resume = resume_or_start(out)
@@ -89,7 +91,13 @@ def run_suite(
     if auto and not evaluate and layout.suite_summary_path(work).exists():
         print(f"{out}: this suite already finished; nothing to run")
         return SuiteResult(out, (), read_suite_summary(work), None)
-    with _resume_hint(out, work), suite_engines(config, engines) as client:
+    # Tracking (MLflow) is outermost: its runs end FAILED on any error, and the results are
+    # logged from `out` once the engines are closed. A resumed run opens new MLflow runs.
+    with (
+        suite_tracking(config, jobs, out) as tracker,
+        _resume_hint(out, work),
+        suite_engines(config, engines) as client,
+    ):
         if layout.suite_summary_path(work).exists():  # resumed to finish its evaluation
             summary = read_suite_summary(work)
             evaluation = _evaluate(read_run_folder(out, evaluations=False), config, client)
@@ -100,6 +108,7 @@ def run_suite(
         ]
         # Leaving the block waits until every finished round is on disk, also on a crash.
         callbacks = [on_round] if on_round is not None else []
+        callbacks += tracker.callbacks()
         with SuiteCheckpoints(runs, work, client, fingerprints, callbacks) as checkpoints:
             results = run_rounds(
                 runs,
@@ -177,18 +186,3 @@ def check_rows_fit_scorer(tasks, config: SuiteConfig) -> None:
 def _evaluate(folder, config: SuiteConfig, client) -> dict:
 
     return evaluate_run(folder, engines=client, config=config.evaluation)
-
-
-def with_iterations(config: SuiteConfig, iterations: int) -> SuiteConfig:
-    """Every task's iteration count set to `iterations`, including tasks with their own
-    optimizer settings."""
-    tasks = [
-        entry.model_copy(
-            update={"optimizer": entry.optimizer.model_copy(update={"iterations": iterations})}
-        )
-        if entry.optimizer is not None
-        else entry
-        for entry in config.tasks
-    ]
-    optimizer = config.optimizer.model_copy(update={"iterations": iterations})
-    return config.model_copy(update={"optimizer": optimizer, "tasks": tasks})

@@ -97,6 +97,13 @@ def describe(skipped: dict[str, int]) -> str:
 
 def read_records(path: Path) -> list[tuple[int, object]]:
     """(row, record) pairs; JSON Lines rows are line numbers, other rows count records."""
+    if path.is_dir():  # whatever its name ends with
+        raise DataError(
+            f"{path}: is a directory; name a data file ({', '.join(DATA_SUFFIXES)}), e.g. one "
+            "inside it"
+        )
+    if not path.exists() and path.suffix in DATA_SUFFIXES:
+        raise DataError(f"{path}: missing")
     if path.suffix == ".csv":
         return csv_records(path)
     if path.suffix == ".parquet":

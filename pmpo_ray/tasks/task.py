@@ -8,13 +8,15 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 from pmpo_ray.tasks.config import TaskConfig, TaskFormat
 from pmpo_ray.tasks.example import Example
-from pmpo_ray.tasks.example_files import describe, load_data
+from pmpo_ray.tasks.example_files import BUILTIN_PREFIX, describe, load_data
 from pmpo_ray.tasks.format_specs import format_spec
 from pmpo_ray.tasks.formats import DataError
+from pmpo_ray.tasks.hub import HUB_PREFIX
 
 log = logging.getLogger(__name__)
 SKIP_HINT = "to leave out rows like this, set `invalid_rows: skip` in the task config"
@@ -118,11 +120,34 @@ def load_task(config: TaskConfig) -> Task:
     )
 
 
+NOT_LOCAL = (BUILTIN_PREFIX, HUB_PREFIX)  # data sources that are not local paths
 Split = tuple[tuple[Example, ...], tuple[Example, ...], str, dict[str, int]]
+
+
+def check_data_files(config: TaskConfig) -> None:
+    """The task's local data files exist (a cheap check, nothing is read): a missing one is a
+    DataError naming the field and the path; a relative path also says where it was looked
+    for and that a suite's `data_root` reads relative paths from another folder."""
+    for name in ("data", "test_data"):
+        reference = getattr(config, name)
+        if reference is None or str(reference).startswith(NOT_LOCAL):
+            continue
+        path = Path(reference).expanduser()
+        if path.exists():
+            continue
+        hint = ""
+        if not path.is_absolute():
+            hint = (
+                f" (a relative path is read from the working directory, {Path.cwd()}; a suite "
+                "reads relative paths from `data_root` when it is set, e.g. --set "
+                "data_root=DIR)"
+            )
+        raise DataError(f"field '{name}': {reference}: missing{hint}")
 
 
 def _split(config: TaskConfig) -> Split:
     """Train and test examples, the layout, and the invalid rows skipped in both."""
+    check_data_files(config)
     options = {
         "columns": config.columns,
         "data_config": config.data_config,
