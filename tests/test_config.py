@@ -48,7 +48,8 @@ def test_unknown_backend_is_named(tmp_path):
     path.write_text("scorer:\n  engine:\n    backend: tgi\n")
     with pytest.raises(
         ValueError,
-        match=r"field 'scorer.engine.backend': backend must be one of vllm, hf, simulated, openai; got 'tgi'",
+        match=r"field 'scorer.engine.backend': backend must be one of vllm, hf, simulated, "
+        r"openai; got 'tgi'",
     ):
         load_config(ScoreJobConfig, path)
 

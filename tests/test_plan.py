@@ -6,7 +6,7 @@ import sys
 
 import pmpo_ray
 from pmpo_ray.cli import main
-from tests.failures import FailingEngine, suite_config
+from tests.failures import suite_config
 
 TINY = "pipelines/suites/tiny.yaml"
 

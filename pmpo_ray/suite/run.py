@@ -35,6 +35,7 @@ from pmpo_ray.suite.checkpoints import SuiteCheckpoints, read_resume_point
 from pmpo_ray.suite.fingerprint import run_fingerprint
 from pmpo_ray.suite.mlflow_tracking import require_mlflow, suite_tracking
 from pmpo_ray.suite.out_dir import prepare_out_dir, resume_or_start
+from pmpo_ray.suite.ray_metrics import ray_metrics
 from pmpo_ray.suite.round_report import RoundCallback
 from pmpo_ray.tasks.task import load_task
 
@@ -97,6 +98,7 @@ def run_suite(
         suite_tracking(config, jobs, out) as tracker,
         _resume_hint(out, work),
         suite_engines(config, engines) as client,
+        ray_metrics(config.name) as metrics,  # None off Ray; Ray is connected by now
     ):
         if layout.suite_summary_path(work).exists():  # resumed to finish its evaluation
             summary = read_suite_summary(work)
@@ -108,7 +110,7 @@ def run_suite(
         ]
         # Leaving the block waits until every finished round is on disk, also on a crash.
         callbacks = [on_round] if on_round is not None else []
-        callbacks += tracker.callbacks()
+        callbacks += tracker.callbacks() + ([metrics] if metrics is not None else [])
         with SuiteCheckpoints(runs, work, client, fingerprints, callbacks) as checkpoints:
             results = run_rounds(
                 runs,
