@@ -3,10 +3,10 @@ starts. (Against a real run: tests/test_cluster_job.py compares the tiny suite's
 the forward passes its job spends.)"""
 
 import pmpo_ray
+from pmpo_ray.cli import main
 from pmpo_ray.engines.hf_engine import HfEngine
 from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.vllm_engine import VllmEngine
-from pmpo_ray.cli import main
 from tests.failures import suite_config
 
 TINY = "pipelines/suites/tiny.yaml"
