@@ -11,7 +11,7 @@ from pmpo_ray.api import evaluate, optimize, optimize_suite, plan, report, study
 from pmpo_ray.config import ModelConfig, PromptFormat, RayConfig, ReplicaConfig
 from pmpo_ray.engines.client import EngineClient, open_engines
 from pmpo_ray.engines.hf_engine import HfConfig
-from pmpo_ray.engines.openai_engine import OpenAiConfig
+from pmpo_ray.engines.openai_config import OpenAiConfig
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.engines.vllm_engine import VllmConfig
 from pmpo_ray.jobs import (

@@ -172,7 +172,7 @@ def evaluate(
         return evaluate_run(folder, engines=engines, config=config)
     pool = as_pool(scorer or folder.engine, "scorer")
     with open_engines(pool, prompt_format=folder.prompt_format) as client:
-        return evaluate_run(folder, engines=client, config=config)
+        return evaluate_run(folder, engines=client, config=config, scorer=pool.engine)
 
 
 def report(run_dir: str | Path):

@@ -22,6 +22,7 @@ from pmpo_ray.config import EngineSettings, FrozenConfig, PromptFormat, RayConfi
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.tasks.config import TaskConfig
+from pmpo_ray.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -88,35 +89,6 @@ class SuiteTask(FrozenConfig):
     task: TaskConfig = Field(..., description="Data, format, description and initial prompt.")
     optimizer: OptimizerConfig | None = Field(
         None, description="This task's budgets; None uses the suite's optimizer settings."
-    )
-
-
-class MlflowConfig(FrozenConfig):
-    """Where a suite run is logged in MLflow (suite/mlflow_tracking.py)."""
-
-    tracking_uri: str = Field(
-        ...,
-        min_length=1,
-        description="The MLflow tracking URI: a server (http://host:5000), a database "
-        "(sqlite:///mlflow.db) or a local store (file:/path/mlruns, which MLflow 3 accepts "
-        "only with MLFLOW_ALLOW_FILE_STORE=true).",
-    )
-    experiment: str | None = Field(
-        None, min_length=1, description="The experiment's name; None: the suite's name."
-    )
-    run_name: str | None = Field(
-        None, min_length=1, description="The suite's (parent) run name; None: --out's name."
-    )
-
-
-class TrackingConfig(FrozenConfig):
-    """Experiment tracking of a suite run, logged from the driver; never changes results."""
-
-    mlflow: MlflowConfig = Field(
-        ...,
-        description="Log to MLflow (`pip install 'pmpo-ray[mlflow]'`): a run per suite with a "
-        "nested run per task; configs, every round's losses and work, held-out metrics, and "
-        "each task's best prompt and history.",
     )
 
 

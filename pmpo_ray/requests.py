@@ -57,6 +57,9 @@ GENERATE_REQUEST_SCHEMA = pa.schema(
         ("top_p", pa.float32()),
         ("max_tokens", pa.int32()),
         ("seed", pa.int64()),
+        # strings that end the answer where the model writes one, left out of the text; the
+        # finish reason is then "stop", as at end-of-sequence. Null or [] for none.
+        ("stop", pa.list_(pa.string())),
     ]
 )
 
@@ -140,6 +143,7 @@ def generate_requests(
     top_p: float = 1.0,
     max_tokens: int = 256,
     seed: int = 0,
+    stop: Sequence[str] = (),
 ) -> pa.Table:
     """One row per (prompt, input) pair; request i is seeded with seed + i so reruns sample
     the same."""
@@ -156,6 +160,7 @@ def generate_requests(
             top_p=top_p,
             max_tokens=max_tokens,
             seed=seed + index,
+            stop=stop,
         )
         for index, (prompt, user_input) in enumerate(messages)
     ]
@@ -175,6 +180,7 @@ def generation_row(
     top_p: float,
     max_tokens: int,
     seed: int,
+    stop: Sequence[str] = (),
 ) -> dict:
     """One GENERATE_REQUEST_SCHEMA row."""
     return {
@@ -189,6 +195,7 @@ def generation_row(
         "top_p": top_p,
         "max_tokens": max_tokens,
         "seed": seed,
+        "stop": list(stop),
     }
 
 

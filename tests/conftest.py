@@ -3,6 +3,8 @@ and a local Ray on loopback that the test session stops itself."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import replace
 
 import pytest
@@ -11,6 +13,16 @@ from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.example_files import SAMPLES_DIR, load_examples
 
 SAMPLES = SAMPLES_DIR / "bbh"
+
+# The evaluation cache (pmpo_ray/evaluation/cache.py) never reaches the user's home from tests:
+# set before any test module copies the environment for the processes it starts.
+os.environ["PMPO_RAY_CACHE"] = tempfile.mkdtemp(prefix="pmpo-test-cache-")
+
+
+@pytest.fixture(autouse=True)
+def evaluation_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty evaluation cache of its own."""
+    monkeypatch.setenv("PMPO_RAY_CACHE", str(tmp_path / "pmpo-cache"))
 
 
 def bbh_examples(task: str, count: int) -> list[Example]:
@@ -67,3 +79,13 @@ def local_ray():
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def loopback_ray_head(tmp_path_factory):
+    """One `ray start --head` on loopback for the session's cluster tests, stopped by its
+    process id (tests/loopback_head.py)."""
+    from tests.loopback_head import loopback_head
+
+    with loopback_head(tmp_path_factory.mktemp("ray-head")) as head:
+        yield head

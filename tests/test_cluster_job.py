@@ -2,101 +2,26 @@
 with the real default model, then the head is stopped by the process id this test started."""
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.loopback_head import ENV, RAY
+
 pytestmark = [pytest.mark.cluster, pytest.mark.engine]
 
 REPO = Path(__file__).resolve().parents[1]
-RAY = str(Path(sys.executable).parent / "ray")
-# A throwaway loopback cluster: no token auth, and no inherited address.
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
-def ray_head(tmp_path):
-    gcs_port, dashboard_port = free_port(), free_port()
-    # Every agent gets its own free port: a local Ray another test keeps alive in this session
-    # holds the defaults (52365...), and a head whose job agent cannot bind takes no jobs.
-    agent_ports = [
-        f"--{flag}={free_port()}"
-        for flag in (
-            "dashboard-agent-listen-port",
-            "dashboard-agent-grpc-port",
-            "runtime-env-agent-port",
-            "metrics-export-port",
-            "ray-client-server-port",
-        )
-    ]
-    head = subprocess.Popen(
-        [
-            RAY,
-            "start",
-            "--head",
-            "--block",
-            "--node-ip-address=127.0.0.1",
-            f"--port={gcs_port}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard_port}",
-            "--num-cpus=2",
-            "--num-gpus=0",
-            "--disable-usage-stats",
-            *agent_ports,
-        ],
-        stdout=open(tmp_path / "head.log", "w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=ENV,
-    )
-    address = f"http://127.0.0.1:{dashboard_port}"
-    try:
-        wait_for_dashboard(address, head, tmp_path / "head.log")
-        yield address
-    finally:
-        stop(head)
-
-
-def wait_for_dashboard(address, head, log, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if head.poll() is not None:
-            raise RuntimeError(f"ray start exited: {log.read_text()[-2000:]}")
-        probe = subprocess.run(
-            [RAY, "job", "list", "--address", address], capture_output=True, text=True, env=ENV
-        )
-        if probe.returncode == 0:
-            return
-        time.sleep(2)
-    raise TimeoutError(f"Ray dashboard at {address} did not come up: {probe.stderr[-1500:]}")
-
-
-def stop(head):
-    """SIGTERM to the `ray start --block` we started (it shuts its children down), then its
-    process group if anything is left."""
-    if head.poll() is None:
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(head.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def ray_head(loopback_ray_head) -> str:
+    """The session's loopback head (tests/loopback_head.py): its dashboard address."""
+    return loopback_ray_head.address
 
 
 def submit_job(command: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
@@ -163,14 +88,24 @@ def test_ray_job_submit_runs_the_tiny_suite(ray_head, tmp_path):
 
 
 def check_plan(out, iterations):
-    """`pmpo suite --plan`'s forward passes are within 10% of what the real run spent."""
+    """`pmpo suite --plan`'s forward passes are within 10% of what the real run spent in all,
+    and within 30% per task: which of a task's few sampled rewrites pass vetting varies from
+    task to task (one tiny run: 32 and 40 forward passes where the plan said 39 for each),
+    and the plan's acceptance is a measured average."""
     import pmpo_ray
 
     plan = pmpo_ray.plan(REPO / "pipelines/suites/tiny.yaml", iterations=iterations)
+    spent = {
+        task.task_id: json.loads((out / "tasks" / task.task_id / "result.json").read_text())[
+            "work"
+        ]["forward_passes"]
+        for task in plan.tasks
+    }
     for task in plan.tasks:
-        spent = json.loads((out / "tasks" / task.task_id / "result.json").read_text())["work"]
-        gap = abs(task.forward_passes - spent["forward_passes"]) / spent["forward_passes"]
-        assert gap <= 0.10, (task.task_id, task.forward_passes, spent["forward_passes"])
+        gap = abs(task.forward_passes - spent[task.task_id]) / spent[task.task_id]
+        assert gap <= 0.30, (task.task_id, task.forward_passes, spent[task.task_id])
+    planned = sum(task.forward_passes for task in plan.tasks)
+    assert abs(planned - sum(spent.values())) / sum(spent.values()) <= 0.10, (planned, spent)
 
 
 def check_evaluation_and_report(out):
@@ -222,7 +157,7 @@ def wait_for_job(address, job_id, timeout=600):
 # One task, two short rounds: a job that is stopped after its first round and submitted again.
 RETRIED_SUITE = """
 name: retried
-optimizer: {iterations: 2, hard_cases: 1, rewrites_per_case: 2, max_rewrite_tokens: 48}
+optimizer: {iterations: 3, hard_cases: 1, rewrites_per_case: 2, max_rewrite_tokens: 48}
 tasks:
   - task:
       name: navigate
@@ -259,16 +194,18 @@ def test_a_stopped_job_submitted_again_resumes_to_the_uninterrupted_result(ray_h
     rounds = cut / "rounds.jsonl"
     deadline = time.time() + 600
     while not (rounds.exists() and rounds.read_text().strip()) and time.time() < deadline:
-        time.sleep(0.5)
-    stopped = subprocess.run(
-        [RAY, "job", "stop", "--address", ray_head, job_id], capture_output=True, env=ENV
-    )
-    assert stopped.returncode == 0 and wait_for_job(ray_head, job_id) == "STOPPED"
-    assert not (cut / "suite.json").exists()  # stopped before its second round ended
+        time.sleep(0.1)
+    # The dashboard's REST call, not `ray job stop`: the CLI's start-up alone can outlast a
+    # round on a loaded machine, and the run must be stopped with rounds still to play.
+    stop_request = urllib.request.Request(f"{ray_head}/api/jobs/{job_id}/stop", method="POST")
+    with urllib.request.urlopen(stop_request, timeout=30) as response:
+        assert json.loads(response.read())["stopped"]
+    assert wait_for_job(ray_head, job_id) == "STOPPED"
+    assert not (cut / "suite.json").exists()  # stopped with rounds 2 and 3 still to play
 
     assert wait_for_job(ray_head, submit(cut)) == "SUCCEEDED"
     assert history(cut) == history(whole)
-    assert json.loads((cut / "suite.json").read_text())["navigate"]["iterations"] == 2
+    assert json.loads((cut / "suite.json").read_text())["navigate"]["iterations"] == 3
 
 
 def history(out: Path) -> list[tuple]:
@@ -289,7 +226,7 @@ def test_a_jobs_runtime_env_reaches_the_replicas(ray_head, tmp_path):
     with FakeOpenAiServer(required_key=secret) as server:
         config = tmp_path / "api.yaml"
         config.write_text(
-            RETRIED_SUITE.replace("iterations: 2", "iterations: 1")
+            RETRIED_SUITE.replace("iterations: 3", "iterations: 1")
             + "  engine: {backend: simulated}\n"
             + "rewriter:\n"
             + f"  engine: {{backend: openai, base_url: '{server.url}', model: {SERVED_MODEL}, "

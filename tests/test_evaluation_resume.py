@@ -3,6 +3,8 @@ failure keeps the finished tasks, and the next `pmpo evaluate` (or `--resume --e
 evaluates only the rest; a task evaluated with other settings, or whose file was cut short,
 is evaluated again. `pmpo evaluate` of an unfinished suite says so in one line."""
 
+import json
+
 import pytest
 
 import pmpo_ray
@@ -41,7 +43,7 @@ def test_a_failed_evaluation_keeps_finished_tasks_and_the_next_call_does_the_res
     assert evaluation_file(optimized, "pairs").is_file()
 
 
-def test_other_settings_or_a_file_cut_short_are_evaluated_again(optimized):
+def test_other_settings_or_a_file_cut_short_are_evaluated_again(optimized, monkeypatch):
     pmpo_ray.evaluate(optimized, engines=FailingEngine())
     engine = FailingEngine()
     pmpo_ray.evaluate(optimized, engines=engine)
@@ -53,6 +55,13 @@ def test_other_settings_or_a_file_cut_short_are_evaluated_again(optimized):
 
     text = evaluation_file(optimized, "pairs").read_text()
     evaluation_file(optimized, "pairs").write_text(text[: len(text) // 3])  # a full disk
+    engine = FailingEngine()
+    pmpo_ray.evaluate(optimized, max_examples=2, engines=engine)
+    # Written again whole, from the evaluation cache: nothing is scored twice.
+    assert engine.score_calls == [] and json.loads(evaluation_file(optimized, "pairs").read_text())
+
+    monkeypatch.setenv("PMPO_RAY_CACHE", "off")
+    evaluation_file(optimized, "pairs").write_text(text[: len(text) // 3])
     engine = FailingEngine()
     pmpo_ray.evaluate(optimized, max_examples=2, engines=engine)
     assert len(engine.score_calls) == 1

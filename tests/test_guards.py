@@ -6,16 +6,26 @@ from functools import cache
 
 import pytest
 
+from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.guards import (
     RewriteGuards,
     guard_rejection,
     leak_of,
     mostly_options,
     option_share,
+    shared_positions,
+    shared_wording,
+    words,
 )
+from pmpo_ray.pmpo.proposals import shown_examples
+from pmpo_ray.pmpo.records import MaskingResult
 from pmpo_ray.pmpo.rewrite import REJECTION_REASONS, Vetted, vet_rewrite
+from pmpo_ray.pmpo.rewrite_step import RewriteStep
+from pmpo_ray.pmpo.run_state import INITIAL_ID, Phase, RunState
+from pmpo_ray.pmpo.select import Candidate
 from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.example_files import load_examples
+from pmpo_ray.tasks.task import Task
 
 FORMATS = {
     "navigate": "multiple_choice",
@@ -26,10 +36,20 @@ FORMATS = {
 
 
 @cache
+def samples(task: str) -> tuple[Example, ...]:
+    """The built-in BBH sample of `task`, which `make demo`'s tasks read."""
+    return tuple(load_examples(f"builtin:bbh/{task}.json", FORMATS[task]))
+
+
 def sample(task: str, example_id: str) -> Example:
-    """A training example of `make demo` (its tasks read the built-in BBH samples)."""
-    examples = load_examples(f"builtin:bbh/{task}.json", FORMATS[task])
-    return next(example for example in examples if example.example_id == example_id)
+    """A training example of `make demo`."""
+    return next(example for example in samples(task) if example.example_id == example_id)
+
+
+@cache
+def task_wording(task: str) -> frozenset[tuple[str, ...]]:
+    """The shared wording of `task`'s sample inputs, taken as its training inputs."""
+    return shared_wording([e.input for e in samples(task)], RewriteGuards().shared_wording_share)
 
 
 # Rewrites from `make demo` (out/demo/tasks/<task>/iterations.json: "candidates" with
@@ -246,7 +266,7 @@ def vet(prompt: str, example: Example | None, guards: RewriteGuards | None = Non
         seen=set(),
         max_prompt_tokens=500,
         count_tokens=lambda text: len(text.split()),
-        example=example,
+        examples=[example] if example else (),
         guards=guards,
     )
 
@@ -262,40 +282,177 @@ def vet(prompt: str, example: Example | None, guards: RewriteGuards | None = Non
 def test_demo_rewrites_leak_exactly_where_expected(task, iteration, example_id, prompt, leak):
     example = sample(task, example_id)
     assert leak_of(prompt, example, DEFAULTS.min_copied_words) == leak
-    assert guard_rejection(prompt, example, DEFAULTS) == ("leaks_example" if leak else "")
+    assert guard_rejection(prompt, [example], DEFAULTS) == ("leaks_example" if leak else "")
 
 
 def test_a_winning_prompt_that_fixes_a_wrong_option_leaks():
     assert leak_of(SALIENT_WINNER, SALIENT, 8) == "states the answer '(D)'"
-    assert guard_rejection(SALIENT_WINNER, SALIENT, DEFAULTS) == "leaks_example"
+    assert guard_rejection(SALIENT_WINNER, [SALIENT], DEFAULTS) == "leaks_example"
 
 
 def test_a_prompt_over_the_examples_options_is_mostly_options():
     assert leak_of(GOLF_OPTIONS, GOLF, 8) is None  # no run of 8 words: the numbers cut it
     assert option_share(GOLF_OPTIONS, ("(C)", "(A)", "(B)")) == 0  # labels alone: none here
-    assert guard_rejection(GOLF_OPTIONS, GOLF, DEFAULTS) == "lists_options"
+    assert guard_rejection(GOLF_OPTIONS, [GOLF], DEFAULTS) == "lists_options"
     loose = RewriteGuards(max_option_share=0.5)
-    assert guard_rejection(GOLF_OPTIONS, GOLF, loose) == ""
+    assert guard_rejection(GOLF_OPTIONS, [GOLF], loose) == ""
 
 
 def test_max_option_share_is_the_threshold():
     # 2 option words of 7 ("1." and "2." are list numbers, not words)
     assert option_share(STEP_AND_OPTIONS, ("No", "Yes")) == pytest.approx(2 / 7)
-    assert guard_rejection(STEP_AND_OPTIONS, NAVIGATE_44, DEFAULTS) == ""
+    assert guard_rejection(STEP_AND_OPTIONS, [NAVIGATE_44], DEFAULTS) == ""
     assert mostly_options(STEP_AND_OPTIONS, ("No", "Yes"), 0.28)
     assert not mostly_options(STEP_AND_OPTIONS, ("No", "Yes"), 2 / 7)
     strict = RewriteGuards(max_option_share=0.25)
-    assert guard_rejection(STEP_AND_OPTIONS, NAVIGATE_44, strict) == "lists_options"
+    assert guard_rejection(STEP_AND_OPTIONS, [NAVIGATE_44], strict) == "lists_options"
 
 
 def test_min_copied_words_is_the_threshold():
     prompt, example = DEMO_REWRITES[0][3], sample("navigate", "59")  # copies 13 words
     assert leak_of(prompt, example, 13) == "copies 13 words of the input"
     assert leak_of(prompt, example, 14) is None
-    assert guard_rejection(prompt, example, RewriteGuards(min_copied_words=14)) == ""
+    assert guard_rejection(prompt, [example], RewriteGuards(min_copied_words=14)) == ""
     piano = DEMO_REWRITES[8][3]  # "how many musical instruments" of example 13's input
     assert leak_of(piano, sample("object_counting", "13"), 4) == "copies 4 words of the input"
     assert leak_of(piano, sample("object_counting", "13"), 5) is None
+
+
+# ----- the task's shared wording ------------------------------------------------------------
+
+NAVIGATE_QUESTION = "If you follow these instructions, do you return to the starting point?"
+
+
+def test_shared_wording_is_navigates_question_and_nothing_else():
+    assert {" ".join(run) for run in task_wording("navigate")} == {
+        " ".join(words(NAVIGATE_QUESTION)[i : i + 4]) for i in range(9)
+    }
+    inside = shared_positions(words(sample("navigate", "59").input), task_wording("navigate"))
+    assert inside[:12] == [True] * 12 and not any(inside[12:])  # "take 8 steps ..." is its own
+    assert task_wording("object_counting") == frozenset()  # no stem of 4 words in most inputs
+    assert ("is", "the", "following", "sentence") in task_wording("sports_understanding")
+
+
+def test_shared_wording_needs_more_than_the_share_and_three_inputs():
+    stem = "one two three four"
+    four = [f"{stem} {i}" for i in range(3)] + ["five six seven eight"]
+    assert shared_wording(four, 0.5) == {("one", "two", "three", "four")}  # 3 of 4
+    assert shared_wording(four, 0.75) == frozenset()  # not more than 3 of 4
+    assert shared_wording(four, 1) == frozenset()
+    assert shared_wording(four[:2], 0.5) == frozenset()  # two inputs cannot tell a stem
+    assert shared_wording(four[:3], 0.5) == {("one", "two", "three", "four")}
+
+
+@pytest.mark.parametrize(
+    "task, iteration, example_id, prompt, leak",
+    DEMO_REWRITES,
+    ids=[f"{row[0]}-{row[1]}-{row[2]}" for row in DEMO_REWRITES],
+)
+def test_demo_rewrites_with_the_tasks_shared_wording(task, iteration, example_id, prompt, leak):
+    # Only navigate 1's t1-c1 changes: its 13 copied words are the question and "take".
+    if leak == "copies 13 words of the input":
+        leak = None
+    assert leak_of(prompt, sample(task, example_id), 8, task_wording(task)) == leak
+
+
+def test_the_tasks_question_is_no_copy_but_an_examples_own_moves_are():
+    example, wording = sample("navigate", "59"), task_wording("navigate")
+    pasted = DEMO_REWRITES[0][3]  # the real rewrite that pastes the question
+    assert guard_rejection(pasted, [example], DEFAULTS) == "leaks_example"
+    assert guard_rejection(pasted, [example], DEFAULTS, wording) == ""
+    asked = f"Answer the question '{NAVIGATE_QUESTION}' with Yes or No after tracking each move."
+    assert leak_of(asked, example, 8) == "copies 12 words of the input"
+    assert leak_of(asked, example, 8, wording) is None
+    # 59's own moves, "Take 8 steps. Take 1 step. Take 8 steps. Turn right.", are 11 words
+    moves = "Follow the moves: Take 8 steps. Take 1 step. Take 8 steps. Turn right. Then answer."
+    assert leak_of(moves, example, 8, wording) == "copies 11 words of the input"
+    # around the question, only the example's own words count: 9 of the 21
+    both = f"{NAVIGATE_QUESTION} Take 8 steps. Take 1 step. Take 8 steps."
+    assert leak_of(both, example, 8, wording) == "copies 9 words of the input"
+    assert leak_of(both, example, 10, wording) is None
+    assert vet(both, example) == Vetted(None, "leaks_example")
+    # share 1: every word is the example's own, as before
+    none_shared = shared_wording([e.input for e in samples("navigate")], 1)
+    assert leak_of(pasted, example, 8, none_shared) == "copies 13 words of the input"
+
+
+# ----- every example a request showed -------------------------------------------------------
+
+
+def navigate_step(proposal: str) -> tuple[RewriteStep, RunState]:
+    """A rewrite step of navigate (its sample as the training split), one request per round."""
+    train = samples("navigate")
+    task = Task("navigate", "multiple_choice", "Navigate.", STEP_PROMPT, train, ())
+    config = OptimizerConfig(proposal=proposal, hard_cases=1, rewrites_per_case=4, seed=1)
+    step = RewriteStep(task, config, lambda texts: [len(t.split()) for t in texts], lambda: 0.0)
+    initial = Candidate(INITIAL_ID, STEP_PROMPT, 1.0, None, 0)
+    state = RunState(
+        phase=Phase.REWRITE,
+        initial=initial,
+        population=(initial,),
+        example_losses={INITIAL_ID: {e.example_id: float(i) for i, e in enumerate(train)}},
+        masking_results={
+            INITIAL_ID: MaskingResult(INITIAL_ID, "sentences", "", (STEP_PROMPT,), (0.0,), "")
+        },
+        scored_texts=frozenset({STEP_PROMPT}),
+    )
+    return step, state
+
+
+STEP_PROMPT = "Let's think step by step."
+
+
+def own_moves(example: Example) -> str:
+    """The instructions after navigate's question: this example's own content."""
+    return example.input.split("starting point?")[1].split("\nOptions")[0].strip()
+
+
+def test_an_ape_rewrite_that_leaks_any_demonstration_is_rejected():
+    step, state = navigate_step("ape")
+    plan = step.plan_generation(state)
+    [(request, (_, case_id))] = plan.asked.items()
+    by_id = {e.example_id: e for e in samples("navigate")}
+    shown = [by_id[example_id] for example_id in plan.shown[request]]
+    assert len(shown) == 3 and shown[0].example_id == case_id
+    assert all(e.input in plan.rows[request]["input"] for e in shown)  # what the model saw
+    leaks = [f"<prompt>Track these moves: {own_moves(e)} Then answer.</prompt>" for e in shown]
+    assert all(len(words(own_moves(e))) >= 8 for e in shown)
+    clean = f"<prompt>{NAVIGATE_QUESTION} Track your position after each move.</prompt>"
+    rewrites = step.take_generations(state, plan, {request: [*leaks, clean]})
+    assert [r.reason for r in rewrites.rejected] == ["leaks_example"] * 3
+    assert [text for _, text in rewrites.prompts] == [clean[8:-9]]
+    # vetted against the hard case alone, the second and third leaks would pass
+    for leak in leaks[1:]:
+        alone = vet_rewrite(
+            leak,
+            current_prompt=STEP_PROMPT,
+            seen=set(),
+            max_prompt_tokens=500,
+            count_tokens=len,
+            examples=shown[:1],
+            shared=step.shared,
+        )
+        assert alone.reason == ""
+
+
+def test_requests_show_the_hard_case_demonstrations_or_nothing():
+    train = samples("navigate")
+    case = train[5]
+    shown = {
+        proposal: shown_examples(
+            OptimizerConfig(proposal=proposal), case=case, train=train, request_seed=7
+        )
+        for proposal in ("pmpo", "ape", "paraphrase")
+    }
+    assert shown["pmpo"] == (case,)
+    assert shown["ape"][0] == case and len(set(shown["ape"])) == 3
+    assert shown["paraphrase"] == ()
+    step, state = navigate_step("paraphrase")
+    plan = step.plan_generation(state)
+    assert list(plan.shown.values()) == [()]
+    # a paraphrase saw no example, so pasting one is not its leak
+    leak = f"<prompt>{own_moves(train[0])}</prompt>"
+    assert step.take_generations(state, plan, {0: [leak]}).rejected == ()
 
 
 # ----- the rules on short prompts -----------------------------------------------------------
@@ -339,7 +496,7 @@ SORTING = Example("w", "Sort the following words: oven apple", "apple oven")
 )
 def test_legitimate_prompts_pass(prompt, example):
     assert leak_of(prompt, example, 8) is None
-    assert guard_rejection(prompt, example, DEFAULTS) == ""
+    assert guard_rejection(prompt, [example], DEFAULTS) == ""
 
 
 @pytest.mark.parametrize(
@@ -392,12 +549,12 @@ def test_mostly_options(prompt, options, expected):
 
 def test_a_bulleted_reference_is_a_list_item_not_a_stated_answer():
     assert leak_of("- yes\n- no", SPORTS, 8) is None
-    assert guard_rejection("- yes\n- no", SPORTS, DEFAULTS) == "lists_options"
+    assert guard_rejection("- yes\n- no", [SPORTS], DEFAULTS) == "lists_options"
 
 
 def test_option_texts_of_labelled_options_count_as_options():
     prompt = "(A) the owl\n(B) the crow"
-    assert guard_rejection(prompt, LETTERS, RewriteGuards(leaks_example=False)) == "lists_options"
+    assert guard_rejection(prompt, [LETTERS], RewriteGuards(leaks_example=False)) == "lists_options"
     assert option_share(prompt, ("(C)", "(A)", "(B)")) == pytest.approx(2 / 6)
 
 
@@ -406,25 +563,32 @@ def test_option_texts_of_labelled_options_count_as_options():
 
 def test_each_switch_turns_its_guard_off():
     leaky, listy = "The answer is no.", "- Yes\n- No"
-    assert guard_rejection(leaky, SPORTS, DEFAULTS) == "leaks_example"
-    assert guard_rejection(leaky, SPORTS, RewriteGuards(leaks_example=False)) == ""
-    assert guard_rejection(listy, NAVIGATE, DEFAULTS) == "lists_options"
-    assert guard_rejection(listy, NAVIGATE, RewriteGuards(lists_options=False)) == ""
+    assert guard_rejection(leaky, [SPORTS], DEFAULTS) == "leaks_example"
+    assert guard_rejection(leaky, [SPORTS], RewriteGuards(leaks_example=False)) == ""
+    assert guard_rejection(listy, [NAVIGATE], DEFAULTS) == "lists_options"
+    assert guard_rejection(listy, [NAVIGATE], RewriteGuards(lists_options=False)) == ""
     # both: the leak is reported first, the list once the leak check is off
     both = "(A)\n(B)\n(C)\nThe answer is (C)."
-    assert guard_rejection(both, LETTERS, DEFAULTS) == "leaks_example"
-    assert guard_rejection(both, LETTERS, RewriteGuards(leaks_example=False)) == "lists_options"
+    assert guard_rejection(both, [LETTERS], DEFAULTS) == "leaks_example"
+    assert guard_rejection(both, [LETTERS], RewriteGuards(leaks_example=False)) == "lists_options"
     off = RewriteGuards(leaks_example=False, lists_options=False)
-    assert guard_rejection(both, LETTERS, off) == ""
+    assert guard_rejection(both, [LETTERS], off) == ""
 
 
-def test_without_an_example_nothing_is_checked():
-    assert guard_rejection("- Yes\n- No", None, DEFAULTS) == ""
+def test_without_examples_nothing_is_checked():
+    assert guard_rejection("- Yes\n- No", [], DEFAULTS) == ""
 
 
 @pytest.mark.parametrize(
     "fields",
-    [{"min_copied_words": 2}, {"max_option_share": 0}, {"max_option_share": 1.5}, {"other": 1}],
+    [
+        {"min_copied_words": 2},
+        {"max_option_share": 0},
+        {"max_option_share": 1.5},
+        {"shared_wording_share": -0.1},
+        {"shared_wording_share": 1.5},
+        {"other": 1},
+    ],
 )
 def test_config_bounds(fields):
     with pytest.raises(ValueError):
@@ -433,7 +597,11 @@ def test_config_bounds(fields):
 
 def test_config_defaults_and_every_field_described():
     assert DEFAULTS == RewriteGuards(
-        leaks_example=True, min_copied_words=8, lists_options=True, max_option_share=0.4
+        leaks_example=True,
+        min_copied_words=8,
+        shared_wording_share=0.5,
+        lists_options=True,
+        max_option_share=0.4,
     )
     assert RewriteGuards(max_option_share=1).max_option_share == 1
     assert all(field.description for field in RewriteGuards.model_fields.values())
@@ -469,7 +637,7 @@ def test_vet_rewrite_guards_after_duplicate_and_before_counting_tokens():
             seen=seen,
             max_prompt_tokens=0,
             count_tokens=counting,
-            example=SPORTS,
+            examples=[SPORTS],
         )
 
     assert run("The answer is no.", {"The answer is no."}).reason == "duplicate"

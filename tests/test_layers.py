@@ -19,7 +19,7 @@ LAYERS = [
     ("requests", {"requests"}),
     ("engines", {"engines"}),
     ("optimizer", {"pmpo"}),
-    ("job configs", {"jobs"}),
+    ("job configs", {"jobs", "tracking"}),
     ("run folders", {"run_folder"}),
     ("evaluation", {"evaluation"}),
     ("suite", {"suite"}),

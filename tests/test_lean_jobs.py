@@ -12,7 +12,7 @@ from pmpo_ray.engines.ray_data_client import RayDataClient
 from pmpo_ray.engines.replicas import ReplicaPool
 from pmpo_ray.engines.row_chunks import plan_batches
 from pmpo_ray.engines.vllm_engine import VllmConfig
-from pmpo_ray.evaluation.evaluate_run import scorer_answers
+from pmpo_ray.evaluation.cached_evaluation import scorer_answers
 from pmpo_ray.requests import SCORE_RESULT_FIELDS, generate_requests
 from tests.failures import scoring_table
 from tests.fakes import (

@@ -19,7 +19,8 @@ import yaml
 from pmpo_ray.engines import openai_engine, openai_http
 from pmpo_ray.engines.chat import chat_messages
 from pmpo_ray.engines.client import open_engines
-from pmpo_ray.engines.openai_engine import CANNOT_SCORE, OpenAiConfig, OpenAiEngine
+from pmpo_ray.engines.openai_config import CANNOT_SCORE
+from pmpo_ray.engines.openai_engine import OpenAiConfig, OpenAiEngine
 from pmpo_ray.engines.openai_http import ServerError, ServerUnavailable
 from pmpo_ray.engines.registry import PoolConfig
 from pmpo_ray.engines.simulated_engine import SimulatedConfig

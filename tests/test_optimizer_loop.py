@@ -73,12 +73,16 @@ def test_same_seed_same_run_and_seed_matters():
 
 
 @pytest.mark.parametrize(
-    "style, finish_reason", [("long", "stop"), ("short", "length")], ids=["no-tag", "cut-off"]
+    "style, finish_reason, answer",
+    [
+        ("long", "stop", "I cannot help with that."),
+        # cut off before a sentence ended: nothing to keep (keep_cut_rewrites)
+        ("short", "length", "I cannot help with that because"),
+    ],
+    ids=["no-tag", "cut-off"],
 )
-def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_reason):
-    engine = FakeEngine(
-        lambda context, seed, index: "I cannot help with that.", finish_reason=finish_reason
-    )
+def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_reason, answer):
+    engine = FakeEngine(lambda context, seed, index: answer, finish_reason=finish_reason)
     result = optimize_toy(make_task(), engine, iterations=3, meta_prompt=style)
     assert len(result.history) == 3
     assert result.best.candidate_id == "init"
@@ -87,6 +91,32 @@ def test_rewriter_without_valid_prompts_keeps_the_initial_prompt(style, finish_r
         assert {r.reason for r in record.rejected} == {"no_prompt_tag"}
         assert not record.improved
     assert result.history[0].masking_results[0].method == "sentences"  # segmentation fell back too
+
+
+@pytest.mark.parametrize("keep_cut, stop", [(True, False), (False, True)])
+def test_a_rewrite_cut_off_by_the_budget_is_kept_to_its_last_sentence(keep_cut, stop):
+    def cut_off(context, seed, index):  # segmentations have no sentence end: sentences used
+        return f"Read carefully {seed % 1000}-{index}. Then answer with"
+
+    engine = FakeEngine(cut_off, finish_reason="length")
+    result = optimize_toy(
+        make_task(),
+        engine,
+        iterations=1,
+        meta_prompt="short",
+        keep_cut_rewrites=keep_cut,
+        stop_at_prompt_tag=stop,
+    )
+    [record] = result.history
+    rewrite_rows = [row for row in engine.requests if row["prefill"] == "<prompt>"]
+    expected_stop = ["</prompt>"] if stop else []
+    assert rewrite_rows and all(row["stop"] == expected_stop for row in rewrite_rows)
+    scored = [c.text for c in record.candidates if c.candidate_id != "init"]
+    if keep_cut:
+        assert len(scored) == 3 * 4 and not record.rejected
+        assert all(t.startswith("Read carefully") and t.endswith(".") for t in scored)
+    else:
+        assert not scored and {r.reason for r in record.rejected} == {"no_prompt_tag"}
 
 
 def test_patience_stops_early():

@@ -4,13 +4,9 @@ for formats without options."""
 
 import pytest
 
-from pmpo_ray.evaluation.heldout import (
-    EvalPrompt,
-    EvalTask,
-    holdout_score_requests,
-    score_metrics,
-)
+from pmpo_ray.evaluation.heldout import EvalPrompt, EvalTask, holdout_score_requests
 from pmpo_ray.evaluation.option_accuracy import option_accuracy, option_choices
+from pmpo_ray.evaluation.prompt_scores import PromptEvaluation, example_scores
 from pmpo_ray.tasks.example import Example
 from tests.fakes import FakeEngine
 
@@ -91,6 +87,13 @@ def test_heldout_scoring_of_a_multiple_choice_task_gives_both_option_accuracies(
     engine = FakeEngine(lambda *_: "")
     [metrics] = score_metrics(task, engine.score(requests)).values()
     assert engine.score_calls == [4]
+    [scores] = example_scores(
+        engine.score(requests), objective="ce", reduction="mean", beta=1.0
+    ).values()
+    # The options are kept per example, reference first, with the choice of each measure.
+    assert [s.options for s in scores] == [("the long right answer", "No"), ("Yes", "no no")]
+    assert [s.chosen_option for s in scores] == ["No", "Yes"]
+    assert [s.chosen_option_norm for s in scores] == ["the long right answer", "Yes"]
     # e1: "No" costs 2 nats, the gold 8: acc picks "No"; per character the gold wins.
     # e2: "Yes" costs 2 (2/3 per character), "no no" 4 (4/5): both pick the gold.
     assert metrics["option_accuracy"] == pytest.approx(0.5)
@@ -105,6 +108,16 @@ def test_formats_without_options_give_null(fmt):
     [metrics] = score_metrics(task, scored).values()
     assert metrics["option_accuracy"] is None and metrics["option_accuracy_norm"] is None
     assert (metrics["pairwise_accuracy"] is None) == (fmt == "supervised")
+
+
+def score_metrics(task: EvalTask, scored) -> dict[str, dict]:
+    """candidate id -> the figures evaluation.json reports, from one scoring pass."""
+    has_options = task.format == "multiple_choice"
+    scores = example_scores(scored, objective="ce", reduction="mean", beta=1.0)
+    return {
+        cid: PromptEvaluation(per_example, None).figures(has_options)
+        for cid, per_example in scores.items()
+    }
 
 
 def test_pmpo_evaluate_prints_option_accuracy_beside_the_others():

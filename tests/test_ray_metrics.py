@@ -19,19 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cluster_job import (
-    ENV,
-    RAY,
-    REPO,
-    free_port,
-    stop,
-    submit_job,
-    wait_for_dashboard,
-    wait_for_job,
-)
-
-# Emitters report every second (the floor) instead of every 10 s: the test waits less.
-METRICS_ENV = {**ENV, "RAY_metrics_report_interval_ms": "1000"}
+from tests.loopback_head import ENV, RAY, loopback_head
+from tests.test_cluster_job import REPO, submit_job, wait_for_job
 
 SUITE = """
 name: metered
@@ -69,47 +58,12 @@ while not Path(scraped).exists() and time.time() < deadline:
 
 
 @pytest.fixture(scope="module")
-def metrics_head(tmp_path_factory):
-    """A loopback head like tests/test_cluster_job.py's, returning its dashboard address and
-    the Prometheus endpoint of its node; one for the module (a head takes ~40 s to start)."""
-    tmp_path = tmp_path_factory.mktemp("head")
-    gcs_port, dashboard_port, metrics_port = free_port(), free_port(), free_port()
-    agent_ports = [
-        f"--{flag}={free_port()}"
-        for flag in (
-            "dashboard-agent-listen-port",
-            "dashboard-agent-grpc-port",
-            "runtime-env-agent-port",
-            "ray-client-server-port",
-        )
-    ]
-    head = subprocess.Popen(
-        [
-            RAY,
-            "start",
-            "--head",
-            "--block",
-            "--node-ip-address=127.0.0.1",
-            f"--port={gcs_port}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard_port}",
-            f"--metrics-export-port={metrics_port}",
-            "--num-cpus=2",
-            "--num-gpus=0",
-            "--disable-usage-stats",
-            *agent_ports,
-        ],
-        stdout=open(tmp_path / "head.log", "w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=METRICS_ENV,
-    )
-    address = f"http://127.0.0.1:{dashboard_port}"
-    try:
-        wait_for_dashboard(address, head, tmp_path / "head.log")
-        yield address, f"http://127.0.0.1:{metrics_port}/metrics"
-    finally:
-        stop(head)
+def metrics_head(tmp_path_factory) -> tuple[str, str]:
+    """A loopback head of this module's own (tests/loopback_head.py; metrics every second):
+    its dashboard address and its node's Prometheus endpoint. Not the session's shared head:
+    vLLM's counters of other tests' jobs would still be in its endpoint."""
+    with loopback_head(tmp_path_factory.mktemp("metrics-head")) as head:
+        yield head.address, head.metrics_url
 
 
 def test_no_metrics_without_ray():

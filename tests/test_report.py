@@ -84,6 +84,10 @@ def prompt_entry(name, text, ce, accuracy, pairwise):
         "seconds": 1.5,
         "option_accuracy": None,
         "option_accuracy_norm": None,
+        "from_cache": False,
+        "ci95": {},  # no intervals: tests/test_report_intervals.py adds them
+        "vs_initial": {},
+        "choices": None,
     }
 
 
@@ -106,6 +110,7 @@ def write_evaluation(folder: Path, fmt="supervised") -> dict:
             prompt_entry("no_instruction", "", 2.5, *metric),
             prompt_entry("step_by_step", "Let's think step by step.", 1.8, *metric),
         ],
+        "gold_shares": None,
         "training": {"initial_loss": result["initial_loss"], "best_loss": result["best_loss"]},
         "generation_counterfactual": {
             "candidates_scored": 13,
@@ -226,7 +231,9 @@ def test_run_without_evaluation_renders_training_columns_and_the_hint(tmp_path):
     assert "not evaluated yet: run `pmpo evaluate RUN_DIR`" in markdown
     result = json.loads((run_dir / "result.json").read_text())
     training = f"{result['initial_loss']:.4f} → {result['best_loss']:.4f}"
-    assert f"| navigate | — | 2 | {training} | — | not evaluated yet |" in markdown
+    lost = f"{100 * result['format_loss_share']:.1f}%"
+    assert f"| navigate | — | 2 | {lost} | {training} | — | not evaluated yet |" in markdown
+    assert f"- **rewrites lost to format**: {lost} of generated rewrites (no_prompt_tag" in markdown
     assert f"| initial | {result['initial_loss']:.4f} | — | — |" in markdown
     assert "<code>pmpo evaluate RUN_DIR</code>" in files.html.read_text()
     assert all(png_is_valid(p) for p in referenced_images(run_dir))
@@ -243,7 +250,7 @@ def test_prompt_markup_is_escaped_everywhere(tmp_path):
     assert "<script" in markdown and "<script" not in outside_fences  # verbatim only in code
     assert "## Task x&lt;b&gt;\\|y" in markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| x&lt;b&gt;"))
-    assert len(re.split(r"(?<!\\)\|", row)) == 10 + 2  # the id's | did not add a column
+    assert len(re.split(r"(?<!\\)\|", row)) == 11 + 2  # the id's | did not add a column
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import pytest
 from pmpo_ray.pmpo.rewrite import (
     REJECTION_REASONS,
     Vetted,
+    complete_prefilled,
     extract_prompt,
     rewrite_request,
     vet_rewrite,
@@ -38,7 +39,7 @@ def vet(
         seen=seen if seen is not None else set(),
         max_prompt_tokens=limit,
         count_tokens=word_count,
-        example=example,
+        examples=[example] if example else (),
     )
 
 
@@ -200,3 +201,67 @@ def test_every_rejection_reason_is_in_the_published_vocabulary():
         ).reason,
     }
     assert reasons == set(REJECTION_REASONS)
+
+
+# ----- completing a prefilled answer: EOS, the </prompt> stop string, the token budget -----
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["Answer with the letter.", "Answer with the letter.</prompt> More text."],
+    ids=["eos-or-stop-string", "closed-by-the-model"],
+)
+def test_a_finished_answer_is_closed_once(output):
+    text = complete_prefilled("<prompt>", output, finished=True)
+    assert extract_prompt(text) == "Answer with the letter."
+
+
+def test_a_stop_string_finish_without_prefill_closes_the_opened_pair():
+    # the long style: the model diagnoses, opens the tag, and the engine stops at </prompt>
+    text = complete_prefilled("", "The prompt is vague. <prompt>Name the answer.", True)
+    assert extract_prompt(text) == "Name the answer."
+    assert extract_prompt(complete_prefilled("", "No tag at all.", True)) is None
+
+
+@pytest.mark.parametrize(
+    "output, kept",
+    [
+        ("Read the question. Compare the options and", "Read the question."),
+        ('Say "yes." Then stop! Then ex', 'Say "yes." Then stop!'),
+        ("Steps:\n1. Read it.\n2. Check", "Steps:\n1. Read it."),  # "2." is no sentence end
+        ("Is it (A)? Pick one (B). Then", "Is it (A)? Pick one (B)."),
+        ("Use the 3.5 rule and", None),  # a decimal point ends no sentence
+        ("Step 1-2. Name (2). Then (3) and", "Step 1-2. Name (2)."),
+        ("Read the question and", None),
+    ],
+)
+def test_a_cut_off_answer_is_kept_up_to_its_last_sentence_end(output, kept):
+    text = complete_prefilled("<prompt>", output, finished=False, keep_cut=True)
+    assert extract_prompt(text) == kept
+
+
+def test_a_cut_off_answer_is_rejected_without_keep_cut():
+    output = "Read the question. Compare the options and"
+    assert extract_prompt(complete_prefilled("<prompt>", output, finished=False)) is None
+    assert vet(complete_prefilled("<prompt>", output, False)).reason == "no_prompt_tag"
+
+
+def test_keep_cut_only_closes_the_last_unclosed_pair():
+    echoed = "</prompt> Then: <prompt>Be brief. Answer"  # the echoed empty pair, then a cut one
+    assert extract_prompt(complete_prefilled("<prompt>", echoed, False, True)) == "Be brief."
+    closed = "Be brief.</prompt> and then more words"  # complete already: left as it is
+    assert complete_prefilled("<prompt>", closed, False, True) == "<prompt>" + closed
+    # nothing opened (no prefill): nothing to keep
+    assert complete_prefilled("", "Be brief. More", False, True) == "Be brief. More"
+
+
+def test_a_rewrite_request_carries_its_stop_string():
+    from pmpo_ray.engines.generation import cut_at_stop
+    from pmpo_ray.pmpo.rewrite import CLOSING_TAG, meta_prompt_row
+
+    row = meta_prompt_row(0, task_id="t", message="m", max_tokens=8, stop=(CLOSING_TAG,))
+    assert row["stop"] == ["</prompt>"]
+    assert meta_prompt_row(0, task_id="t", message="m", max_tokens=8)["stop"] == []  # greedy
+    # what an engine answers (engines/generation.py): the text before the earliest stop string
+    assert cut_at_stop("Be brief.</prompt> more</prompt>", ["</prompt>", "\n\n"]) == "Be brief."
+    assert cut_at_stop("Be brief.", ["</prompt>"]) is None

@@ -91,6 +91,42 @@ def test_rejected_rewrites_are_counted_by_reason_and_read_back(tmp_path, suite_r
     assert in_memory.rejected_rewrites == task.rejected_rewrites
 
 
+def with_rejections(result, reasons_per_iteration):
+    """`result` with each iteration's rejected rewrites replaced by ones of these reasons."""
+    from dataclasses import replace
+
+    from pmpo_ray.pmpo.records import RejectedRewrite
+
+    history = tuple(
+        replace(record, rejected=tuple(RejectedRewrite("init", "0", r, "x") for r in reasons))
+        for record, reasons in zip(result.history, reasons_per_iteration, strict=True)
+    )
+    return replace(result, history=history)
+
+
+def test_format_loss_share_counts_only_format_reasons_of_all_generated_rewrites(suite_run):
+    from pmpo_ray.pmpo.records import format_loss_share
+
+    _, _, [_, result] = suite_run  # two iterations: one rewrite scored, then none (duplicate)
+    assert [len(record.hard_case_of) for record in result.history] == [1, 0]
+    reasons = [("no_prompt_tag", "duplicate", "empty"), ("leaks_example", "no_prompt_tag")]
+    # 3 format losses of 1 scored + 5 rejected rewrites
+    assert format_loss_share(with_rejections(result, reasons).history) == 3 / 6
+    assert format_loss_share(with_rejections(result, [(), ()]).history) == 0.0
+    assert format_loss_share(()) is None  # no rewrite generated
+
+
+def test_result_json_holds_the_format_loss_share(tmp_path, suite_run):
+    _, [_, job], [_, result] = suite_run
+    result = with_rejections(result, [("no_prompt_tag",), ("too_long", "empty")])
+    write_task_run(result, tmp_path / "run", job)
+    written = json.loads((tmp_path / "run" / layout.RESULT).read_text())
+    assert written["format_loss_share"] == 2 / 4  # of 1 scored + 3 rejected rewrites
+    [task] = read_run_folder(tmp_path / "run").tasks
+    [in_memory] = run_folder_from_results(tmp_path / "run", [result], [job], kind="task").tasks
+    assert task.format_loss_share == in_memory.format_loss_share == 2 / 4
+
+
 def test_task_folder_is_replaced_only_when_asked(tmp_path, suite_run):
     _, [job, other_job], [result, other] = suite_run
     write_task_run(result, tmp_path / "run", job)

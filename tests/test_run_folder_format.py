@@ -34,6 +34,12 @@ def prompt_row(name, text, accuracy=0.5):
         "accuracy": accuracy,
         "tokens_generated": 8,
         "seconds": 1.0,
+        "from_cache": False,
+        "ci95": {"heldout_ce": [0.8, 1.2]},
+        "vs_initial": {}
+        if name == "initial"
+        else {"heldout_ce": {"change": -0.1, "ci95": [-0.3, 0.05]}},
+        "choices": {"(A)": 0.5, "(B)": 0.5},
     }
 
 
@@ -51,6 +57,7 @@ def evaluation(**changes):
             prompt_row("no_instruction", ""),
             prompt_row("optimized", "Be very helpful.", accuracy=None),
         ],
+        "gold_shares": {"(A)": 0.5, "(B)": 0.5},
         "training": {"initial_loss": 2.0, "best_loss": 1.0},
         "generation_counterfactual": {
             "candidates_scored": 3,

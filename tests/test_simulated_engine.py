@@ -40,7 +40,7 @@ def scoring_table(prompts=(("a", PROMPT), ("b", "Be brief."))):
     return score_requests(list(prompts), EXAMPLES, task_id="t", kind="candidate", role="system")
 
 
-def rewrite_table(style: str, n: int = 4, seed: int = 11) -> pa.Table:
+def rewrite_table(style: str, n: int = 4, seed: int = 11, stop=()) -> pa.Table:
     message = rewrite_request(
         style,
         task_description="Divisibility.",
@@ -57,6 +57,7 @@ def rewrite_table(style: str, n: int = 4, seed: int = 11) -> pa.Table:
         n=n,
         temperature=0.9,
         seed=seed,
+        stop=stop,
     )
 
 
@@ -117,6 +118,14 @@ def test_rewrites_pass_vetting_and_differ_per_sample(style):
         prompts.append(vetted.text)
     other_seed = engine().generate(rewrite_table(style, seed=12)).column("text").to_pylist()
     assert other_seed != result.column("text").to_pylist()
+
+
+def test_a_stop_string_ends_the_answer_before_it_as_vllm_does():
+    stopped = engine().generate(rewrite_table("short", stop=["</prompt>"])).to_pylist()
+    plain = engine().generate(rewrite_table("short")).to_pylist()
+    for row, whole in zip(stopped, plain):
+        assert whole["text"].endswith("</prompt>") and "</prompt>" not in row["text"]
+        assert (row["text"], row["finish_reason"]) == (whole["text"][: -len("</prompt>")], "stop")
 
 
 def test_an_answer_over_max_tokens_is_cut_there():

@@ -188,7 +188,10 @@ def test_ce_plus_preference_is_the_sum_of_both_losses():
 
 
 @pytest.mark.ray
-def test_a_study_on_simulated_replicas_writes_every_cell_and_resumes(local_ray, tmp_path):
+def test_a_study_on_simulated_replicas_writes_every_cell_and_resumes(
+    local_ray, tmp_path, monkeypatch
+):
+    from pmpo_ray.studies import run as run_module
     from pmpo_ray.studies.run import run_study
 
     pool = {"engine": {"backend": "simulated"}, "replicas": {"num_cpus": 0}}
@@ -219,11 +222,26 @@ def test_a_study_on_simulated_replicas_writes_every_cell_and_resumes(local_ray, 
     assert "navigate" in markdown and "random_rewrites" in markdown
     with pytest.raises(ValueError, match="holds a study already"):  # nothing is replaced
         run_study(config, out=tmp_path / "study")
-    # Finished runs are not played again: the resumed study only re-evaluates.
+    # Every row keeps its per-example figures, aligned over the task's held-out examples.
+    for row in rows:
+        per_example = row["per_example"]
+        assert len(per_example["heldout_ce"]) == 6
+        assert sum(per_example["heldout_ce"]) / 6 == pytest.approx(row["heldout_ce"])
+    # Finished runs are not played again, and every final prompt is in the evaluation cache:
+    # the resumed study starts no engine at all.
     rounds = (tmp_path / "study/runs/rounds.jsonl").read_text()
+    monkeypatch.setattr(run_module, "suite_engines", no_engines)
     again = run_study(config, out=tmp_path / "study", resume=True)
     assert (tmp_path / "study/runs/rounds.jsonl").read_text() == rounds
-    assert [r["heldout_ce"] for r in again.rows] == [r["heldout_ce"] for r in rows]
+    assert list(again.rows) == rows
+    # Without the cache, the resumed study evaluates again (on engines) to the same rows.
+    monkeypatch.undo()
+    monkeypatch.setenv("PMPO_RAY_CACHE", "off")
+    assert list(run_study(config, out=tmp_path / "study", resume=True).rows) == rows
+
+
+def no_engines(*_, **__):
+    raise AssertionError("a study whose prompts are all cached started engines")
 
 
 @pytest.mark.parametrize("command", ["pipelines.study", "pmpo study"])

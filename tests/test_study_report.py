@@ -38,8 +38,14 @@ def test_markdown_has_settings_variants_average_targets_and_every_task(tmp_path)
     assert markdown.count("| met |") == 3
     for task in ("a", "b", "c"):
         assert f"## Task {task}\n" in markdown
-    assert "| full | 2 | 1.200 ± 0.283 | -0.800 | 65.0% ± 7.1 | 40.0% (1 of 2 seeds) |" in markdown
-    assert "| ablate (= full) | 2 | 2.300 ± 0.424 | -0.700 |" in markdown  # task c
+    # Rows without per-example values: bare differences of means, no intervals.
+    full = "| full | 2 | 1.200 ± 0.283 | −0.800 | 65.0% ± 7.1 | +15.0 pts | 40.0% (1 of 2 seeds) |"
+    assert full in markdown
+    assert "| ablate (= full) | 2 | 2.300 ± 0.424 | −0.700 |" in markdown  # task c
+    average = "| full | 2 | 1.433 ± 0.189 | 65.0% ± 7.1 | 32.5% ± 0.0 | −0.567 | +7.5 pts |"
+    assert average in markdown
+    assert "| 3/3 (means) | 2/2 (means) | 600 |" in markdown
+    assert "| ablate | 3 | −0.233 | means only |" in markdown  # full against ablate
     html = html_path.read_text()
     assert "<h2>Task c</h2>" in html and "<td>1.433 ± 0.189</td>" in html
 
@@ -117,12 +123,23 @@ def test_average_table_text_is_aligned_with_mean_and_spread():
     header, rule, initial, full, ablate = lines[:5]
     assert header.startswith("variant") and set(rule) <= {"-", " "}
     assert initial.startswith("initial ") and full.startswith("full ")
-    assert "1.433 ± 0.189" in full and "65.0% ± 7.1" in full and "+7.5" in full
+    assert "1.433 ± 0.189" in full and "65.0% ± 7.1" in full and "+7.5 pts" in full
     assert "3/3" in full and "2/3" in ablate
     # right-aligned: the CE column ends where its header ends
     end = header.index("held-out CE (3 tasks)") + len("held-out CE (3 tasks)")
     assert full[:end].endswith("1.433 ± 0.189") and initial[:end].endswith("2.000")
     assert "standard deviation over seeds" in text
+
+
+def test_the_average_table_shows_the_share_of_rewrites_lost_to_format():
+    rows = [
+        {**r, "format_loss_share": {0: 0.1, 1: 0.3}.get(r["seed"])} if r["variant"] == "full" else r
+        for r in study_rows()
+    ]
+    header, _, initial, full, ablate = average_table_text(rows, VARIANTS).splitlines()[:5]
+    assert header.rstrip().endswith("rewrites lost to format")
+    assert full.rstrip().endswith("20.0%")  # the mean over full's six runs
+    assert initial.rstrip().endswith("—") and ablate.rstrip().endswith("—")  # not recorded
 
 
 def test_each_cell_names_its_coverage_when_variants_cover_different_tasks():

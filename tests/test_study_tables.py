@@ -103,17 +103,20 @@ def test_average_table_means_over_tasks_and_spread_over_seeds():
     assert full["seeds"] == 2 and initial["seeds"] == 1 and full["forward_passes"] == 600
 
 
-def test_average_table_counts_against_the_initial_prompt():
+def test_average_table_counts_against_the_initial_prompt_on_means_without_per_example():
     initial, full, ablate = average_table(study_rows(), VARIANTS)
-    assert full["ce_below_initial"] == (3, 3)
-    assert ablate["ce_below_initial"] == (2, 3)  # b: 1.2 is above the initial 1.0
+    assert full["ce_below_initial"] == (3, 3, False)  # False: judged on means, no intervals
+    assert ablate["ce_below_initial"] == (2, 3, False)  # b: 1.2 is above the initial 1.0
     # b: full's (0.6 + 0.7) / 2 ties the initial 0.65, which counts as "at least" although
     # in floating point it comes out as 0.6499999999999999
-    assert full["option_at_least_initial"] == (2, 2)
-    assert ablate["option_at_least_initial"] == (1, 2)  # a: 0.45 < 0.50
-    assert full["option_gain_points"] == pytest.approx(7.5)  # (+15 + 0) / 2
-    assert ablate["option_gain_points"] == pytest.approx(0.0)  # (-5 + 5) / 2
-    assert initial["ce_below_initial"] is None and initial["option_gain_points"] is None
+    assert full["option_above_initial"] == (2, 2, False)
+    assert ablate["option_above_initial"] == (1, 2, False)  # a: 0.45 < 0.50
+    gain = full["option_accuracy_change"]
+    assert 100 * gain.change == pytest.approx(7.5) and gain.ci95 is None  # (+15 + 0) / 2
+    assert gain.tasks == 2
+    assert ablate["option_accuracy_change"].change == pytest.approx(0.0)  # (-5 + 5) / 2
+    assert full["heldout_ce_change"].change == pytest.approx(-1.7 / 3)
+    assert initial["ce_below_initial"] is None and initial["option_accuracy_change"] is None
 
 
 def test_option_accuracy_averages_cover_multiple_choice_tasks_only():
@@ -123,13 +126,13 @@ def test_option_accuracy_averages_cover_multiple_choice_tasks_only():
             r["option_accuracy"] = 0.0  # a supervised row that carries a value anyway
     full = average_table(rows, VARIANTS)[1]
     close(full["option_accuracy"], 0.65, 0.1 / math.sqrt(2), 2)  # spread over a and b only
-    assert full["option_accuracy_tasks"] == 2 and full["option_at_least_initial"] == (2, 2)
+    assert full["option_accuracy_tasks"] == 2 and full["option_above_initial"] == (2, 2, False)
 
 
 def test_a_task_the_variant_did_not_run_counts_against_it():
     rows = [r for r in study_rows() if not (r["task"] == "b" and r["variant"] == "full")]
     full = average_table(rows, VARIANTS)[1]
-    assert full["ce_below_initial"] == (2, 3) and full["heldout_ce_tasks"] == 2
+    assert full["ce_below_initial"] == (2, 3, False) and full["heldout_ce_tasks"] == 2
 
 
 def test_changes_are_per_task_differences_from_the_initial_prompt():
@@ -145,6 +148,7 @@ def test_targets_met():
     assert len(judged) == 3
     assert [met for _, _, met in judged] == [True, True, True]
     assert "3/3 tasks" in judged[0][1] and "+7.5 points" in judged[1][1]
+    assert "on means (no per-example values)" in judged[0][1]  # old rows: no intervals
 
 
 def test_ce_target_missed_below_ninety_percent():

@@ -16,6 +16,13 @@ from pmpo_ray.requests import GENERATE_RESULT_SCHEMA, REQUIRED_GENERATE_COLUMNS,
 Sample = tuple[str, int, str]  # (text, generated tokens, finish reason)
 
 
+def cut_at_stop(text: str, stop: Sequence[str]) -> str | None:
+    """`text` up to the earliest of the request's stop strings, or None where none occurs:
+    what vLLM answers for a request with `stop` (the string itself left out)."""
+    ends = [text.find(string) for string in stop if string and string in text]
+    return text[: min(ends)] if ends else None
+
+
 def prompt_token_ids(
     requests: pa.Table, tokenizer, max_len: int, frames: TemplateFrames | None = None
 ) -> list[list[int]]:

@@ -14,7 +14,7 @@ from typing import Literal, Sequence
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
-from pmpo_ray.engines.generation import PreparedGeneration, Sample
+from pmpo_ray.engines.generation import PreparedGeneration, Sample, cut_at_stop
 from pmpo_ray.engines.models import resolve_model_path
 from pmpo_ray.engines.prefix_sharing import prefix_groups
 from pmpo_ray.engines.prepared_calls import PreparedEngine
@@ -141,6 +141,11 @@ class HfEngine(PreparedEngine):
         greedy = row["temperature"] == 0
         input_ids = torch.tensor([ids], device=self.device)
         room = self.config.model.max_model_len - len(ids)
+        stop_strings = list(row.get("stop") or [])
+        # transformers ends a sequence at a stop string but keeps it; it is cut off below.
+        stopping = {"stop_strings": stop_strings, "tokenizer": self.tokenizer}
+        if not stop_strings:
+            stopping = {}
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids,
@@ -152,12 +157,15 @@ class HfEngine(PreparedEngine):
                 max_new_tokens=min(row["max_tokens"], room),
                 num_return_sequences=row["n"],
                 pad_token_id=self.pad_id,
+                **stopping,
             )
         samples = []
         for sequence in output[:, len(ids) :].tolist():
             stop = _stop_index(sequence, self.tokenizer.eos_token_id)
             text = self.tokenizer.decode(sequence[:stop], skip_special_tokens=True)
             finish = "stop" if stop < len(sequence) else "length"
+            if (stopped := cut_at_stop(text, stop_strings)) is not None:
+                text, finish = stopped, "stop"
             samples.append((text, min(stop + 1, len(sequence)), finish))
         return samples
 

@@ -46,6 +46,25 @@ class TokenScores(NamedTuple):
 TokenScorer = Callable[[Sequence[EncodedRequest]], list[TokenScores]]
 
 
+def tail_scores(
+    request: EncodedRequest, prompt_logprobs: Sequence, read: Callable[[object, int], tuple]
+) -> TokenScores:
+    """The continuation's scores, read from the end of a backend's per-position prompt
+    logprobs: with a prefix cache hit, vLLM's V1 runner leaves the cached rows uninitialized
+    and its V2 GPU runner returns a shorter list (a server returns what its engine did); the
+    last `n_continuation` entries are the continuation's either way. `read(entry, token)` is
+    the backend's (logprob, rank) of `token` in one position's entry."""
+    n = request.n_continuation
+    tail = prompt_logprobs[len(prompt_logprobs) - n :]
+    continuation = request.token_ids[request.n_context :]
+    logprobs = np.empty(n, dtype=np.float64)
+    greedy = np.empty(n, dtype=bool)
+    for offset, (entry, token) in enumerate(zip(tail, continuation)):
+        logprobs[offset], rank = read(entry, token)
+        greedy[offset] = rank == 1
+    return TokenScores(logprobs, greedy, len(request.token_ids))
+
+
 def describe_row(table: pa.Table, row: int) -> str:
     """'request 7 (task 'navigate', example '12')' with whatever ids the table has."""
     parts = [f"request {table.column('request_id')[row].as_py()}"]

@@ -19,7 +19,7 @@ import hashlib
 import random
 import re
 
-from pmpo_ray.engines.generation import Sample
+from pmpo_ray.engines.generation import Sample, cut_at_stop
 
 WORD = re.compile(r"\S+")  # a token of the simulated backend
 # Mirrors masking.segmentation_request.
@@ -51,6 +51,9 @@ def simulated_sample(row: dict, index: int, room: int) -> Sample:
     """Sample `index` of a generation request: (text, tokens, finish reason); an answer longer
     than `max_tokens` (or the window's room) is cut there, as an engine cuts it."""
     text = simulated_text(row, index)
+    stopped = cut_at_stop(text, row.get("stop") or ())
+    if stopped is not None:  # like vLLM: the text ends before the stop string
+        text = stopped
     words = WORD.findall(text)
     limit = min(row["max_tokens"], room)
     if len(words) <= limit:

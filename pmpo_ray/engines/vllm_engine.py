@@ -13,7 +13,6 @@ import os
 import sys
 from typing import Any, Literal, Sequence
 
-import numpy as np
 from pydantic import Field
 
 from pmpo_ray.config import EngineSettings, PromptFormat
@@ -21,7 +20,7 @@ from pmpo_ray.engines.generation import PreparedGeneration, Sample
 from pmpo_ray.engines.models import model_folder_if_here, resolve_model_path
 from pmpo_ray.engines.prepared_calls import PreparedEngine
 from pmpo_ray.engines.replica_memory import auto_kv_cache_gib
-from pmpo_ray.engines.scoring import TokenScores
+from pmpo_ray.engines.scoring import TokenScores, tail_scores
 from pmpo_ray.engines.tokenization import EncodedRequest
 from pmpo_ray.engines.vllm_engine_args import check_engine_kwargs
 
@@ -194,6 +193,8 @@ class VllmEngine(PreparedEngine):
                     top_p=row["top_p"],
                     max_tokens=row["max_tokens"],
                     seed=row["seed"],
+                    # vLLM leaves a stop string out of the text and reports finish "stop".
+                    stop=list(row.get("stop") or []) or None,
                 )
             )
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
@@ -257,15 +258,9 @@ def _block_size(config: VllmConfig) -> dict:
 
 
 def _continuation_scores(request: EncodedRequest, prompt_logprobs) -> TokenScores:
-    """Read the continuation counting from the end of the list: with a prefix cache hit, vLLM's
-    V1 runner leaves the cached rows uninitialized and its V2 GPU runner returns a shorter
-    list; the last `n_continuation` entries are the continuation's either way."""
-    n = request.n_continuation
-    tail = prompt_logprobs[len(prompt_logprobs) - n :]
-    continuation = request.token_ids[request.n_context :]
-    logprobs = np.empty(n, dtype=np.float64)
-    greedy = np.empty(n, dtype=bool)
-    for offset, (entry, token) in enumerate(zip(tail, continuation)):
-        logprobs[offset] = entry[token].logprob
-        greedy[offset] = entry[token].rank == 1
-    return TokenScores(logprobs, greedy, len(request.token_ids))
+    """vLLM's prompt logprobs: per position, token id -> Logprob."""
+    return tail_scores(request, prompt_logprobs, _logprob_and_rank)
+
+
+def _logprob_and_rank(entry, token: int) -> tuple[float, int]:
+    return entry[token].logprob, entry[token].rank

@@ -13,28 +13,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import partial
 
-import pyarrow as pa
-
+from pmpo_ray.config import EngineSettings
+from pmpo_ray.evaluation.cache import EvaluationCache
+from pmpo_ray.evaluation.cached_evaluation import evaluate_texts
 from pmpo_ray.evaluation.heldout import (
     EvalPrompt,
     EvalTask,
-    answer_requests,
     eval_prompts,
     generation_counterfactual,
-    grade_answers,
-    holdout_score_requests,
+    gold_shares,
     predictions_table,
     prompt_rows,
-    score_metrics,
 )
+from pmpo_ray.evaluation.prompt_scores import PromptEvaluation
 from pmpo_ray.evaluation.resume import BASIS, evaluation_basis, kept_evaluation
 from pmpo_ray.jobs import EvaluationConfig
 from pmpo_ray.pmpo.config import OptimizerConfig
 from pmpo_ray.pmpo.loss import resolve_objective
-from pmpo_ray.pmpo.rounds import run_stage
-from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
 from pmpo_ray.run_folder.layout import CONFIG
 from pmpo_ray.run_folder.records import RunFolder, TaskFolder
 from pmpo_ray.run_folder.write import write_evaluation
@@ -93,13 +89,22 @@ def check_task_data(run: RunFolder) -> None:
 
 
 def evaluate_run(
-    run: RunFolder, *, engines, config: EvaluationConfig | None = None
+    run: RunFolder,
+    *,
+    engines,
+    config: EvaluationConfig | None = None,
+    scorer: EngineSettings | None = None,
+    cache: EvaluationCache | None = None,
 ) -> dict[str, dict]:
     """task id -> its evaluation.json content; writes the files into each task folder.
     Everything is scored and answered by the scorer's model (`engines.generate(...,
     pool="scorer")`): evaluation grades the model the prompts were optimized for, never a
-    separate rewriter."""
+    separate rewriter. `scorer` is the engine config `engines` score with (default: the
+    run's own), part of the evaluation cache's key; `cache` defaults to the environment's
+    (evaluation/cache.py)."""
     config = config or run.evaluation
+    scorer_key = (scorer or run.engine).model_dump(mode="json")
+    cache = cache or EvaluationCache.from_environment()
     loaded = [folder_eval_task(folder, config) for folder in run.tasks]  # bad data fails first
     results = {}
     for folder, (task, n_train) in zip(run.tasks, loaded):
@@ -109,50 +114,46 @@ def evaluate_run(
             print(f"task {task.task_id}: kept its evaluation (same settings and result)")
             results[task.task_id] = kept
             continue
-        evaluation, predictions = evaluate_task(
-            folder,
-            task,
-            n_train,
-            role=run.prompt_format.role,
-            config=config,
+        started = time.perf_counter()
+        [evaluations], [cached] = evaluate_texts(
+            [task],
             engines=engines,
+            config=config,
+            role=run.prompt_format.role,
+            scorer=scorer_key,
+            cache=cache,
         )
+        seconds = time.perf_counter() - started
+        evaluation = evaluation_record(folder, task, n_train, evaluations, cached, seconds)
         evaluation[BASIS] = basis
-        write_evaluation(folder.path, evaluation, predictions)
+        write_evaluation(folder.path, evaluation, predictions_table(task, evaluations))
         results[task.task_id] = evaluation
     return results
 
 
-def evaluate_task(
+def evaluation_record(
     folder: TaskFolder,
     task: EvalTask,
     n_train: int,
-    *,
-    role: str,
-    config: EvaluationConfig,
-    engines,
-) -> tuple[dict, pa.Table]:
-    """One task's evaluation.json content and predictions table."""
-    started = time.perf_counter()
-    empty_scored = pa.table({"request_id": pa.array([], pa.int64())})
-    [scored] = run_stage([holdout_score_requests(task, role)], engines.score, empty_scored)
-    answers, keys = answer_requests(task, role, config)
-    no_samples = GENERATE_RESULT_SCHEMA.empty_table()
-    [generated] = run_stage([answers], scorer_answers(engines), no_samples)
-    seconds = time.perf_counter() - started
-    graded = grade_answers(task, keys, generated)
-    rows = prompt_rows(task, score_metrics(task, scored), graded, seconds)
-    evaluation = {
+    evaluations: dict[str, PromptEvaluation],
+    cached: set[str],
+    seconds: float,
+) -> dict:
+    """One task's evaluation.json content (without its basis); `cached`: the prompt texts
+    read from the evaluation cache."""
+    rows = prompt_rows(task, evaluations, seconds, cached)
+    return {
         "task_id": task.task_id,
         "format": task.format,
         "answer_match": task.answer_match,
         "n_train": n_train,
         "n_heldout": len(task.examples),
         "prompts": rows,
+        "gold_shares": gold_shares(task),
         "training": {"initial_loss": folder.initial_loss, "best_loss": folder.best_loss},
         "generation_counterfactual": generation_counterfactual(
             task,
-            scored,
+            evaluations,
             rows,
             folder.candidates_scored,
             n_train,
@@ -160,12 +161,6 @@ def evaluate_task(
         ),
         "seconds": seconds,
     }
-    return evaluation, predictions_table(task, graded)
-
-
-def scorer_answers(engines):
-    """Generation by the scorer's model: held-out answers grade the optimized model."""
-    return partial(engines.generate, pool="scorer")
 
 
 def with_overrides(config: EvaluationConfig, **overrides) -> EvaluationConfig:

@@ -12,15 +12,16 @@ without a model.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pyarrow as pa
 
 from pmpo_ray.evaluation.extractors import is_correct
-from pmpo_ray.evaluation.option_accuracy import option_accuracy
+from pmpo_ray.evaluation.intervals import prompt_intervals
+from pmpo_ray.evaluation.label_prior import shares
+from pmpo_ray.evaluation.prompt_scores import PromptEvaluation
 from pmpo_ray.jobs import EvaluationConfig
-from pmpo_ray.pmpo.loss import example_losses, mean_loss, pairwise_accuracy
 from pmpo_ray.requests import generate_requests, score_requests
 from pmpo_ray.tasks.example import Example
 from pmpo_ray.tasks.format_specs import TaskFormat, format_spec
@@ -29,7 +30,13 @@ PREDICTIONS_SCHEMA = pa.schema(
     [
         ("prompt_name", pa.string()),
         ("example_id", pa.string()),
-        ("output", pa.string()),
+        ("heldout_ce", pa.float64()),
+        ("heldout_loss", pa.float64()),
+        ("options", pa.list_(pa.string())),  # multiple choice: reference first
+        ("option_logprobs", pa.list_(pa.float64())),
+        ("chosen_option", pa.string()),  # the option scored highest (null on a tie)
+        ("chosen_option_norm", pa.string()),  # the same per character
+        ("output", pa.string()),  # the greedy answer (null where none was generated)
         ("extracted", pa.string()),
         ("gold", pa.string()),
         ("correct", pa.bool_()),
@@ -148,94 +155,98 @@ def grade_answers(
     return graded
 
 
-def score_metrics(task: EvalTask, scored: pa.Table) -> dict[str, dict]:
-    """candidate id -> held-out CE (nats/token), the task's loss, pairwise and option
-    accuracy, cost."""
-    ce = example_losses(scored, objective="ce", reduction="mean")
-    loss = example_losses(
-        scored, objective=task.objective, reduction=task.reduction, beta=task.beta
-    )
-    columns = ["candidate_id", "example_id", "weight", "logprob_sum", "n_input_tokens"]
-    rows = scored.select([*columns, "continuation"]).to_pylist()
-    metrics = {}
-    for candidate_id in ce:
-        mine = [row for row in rows if row["candidate_id"] == candidate_id]
-        metrics[candidate_id] = {
-            "heldout_ce": mean_loss(ce[candidate_id]),
-            "heldout_loss": mean_loss(loss[candidate_id]),
-            "pairwise_accuracy": _pairwise(mine),
-            **option_metrics(task, mine),
-            "forward_passes": len(mine),
-            "tokens_scored": sum(row["n_input_tokens"] for row in mine),
-        }
-    return metrics
-
-
-def option_metrics(task: EvalTask, rows: Sequence[dict]) -> dict[str, float | None]:
-    """Option accuracy (lm-eval's acc) and its per-character variant (acc_norm), from the rows
-    already scored; null for formats without options (a preference task's rejected answers
-    are not options to choose among: pairwise accuracy is its measure)."""
-    if not format_spec(task.format).has_options:
-        return {"option_accuracy": None, "option_accuracy_norm": None}
-    return {
-        "option_accuracy": option_accuracy(rows),
-        "option_accuracy_norm": option_accuracy(rows, per_char=True),
-    }
-
-
-def _pairwise(rows: Sequence[dict]) -> float | None:
-    """Mean over examples of the share of rejected answers ranked below the reference."""
-    by_example: dict[str, list[dict]] = {}
-    for row in rows:
-        by_example.setdefault(row["example_id"], []).append(row)
-    shares = []
-    for example_rows in by_example.values():
-        rejected = [row["logprob_sum"] for row in example_rows if row["weight"] < 0]
-        if rejected:
-            chosen = next(row["logprob_sum"] for row in example_rows if row["weight"] > 0)
-            shares.append(pairwise_accuracy(chosen, rejected))
-    return sum(shares) / len(shares) if shares else None
-
-
 def prompt_rows(
-    task: EvalTask, metrics: dict[str, dict], graded: dict[str, list[dict]], seconds: float
+    task: EvalTask,
+    evaluations: Mapping[str, PromptEvaluation],
+    seconds: float,
+    cached: Collection[str] = (),
 ) -> list[dict]:
-    """One result row per named prompt; the task's wall time is shared out by tokens."""
+    """One evaluation.json entry per named prompt: its figures, their 95% intervals, each
+    figure's paired change from the initial prompt, and (multiple choice) how often it chose
+    each label. `evaluations` maps prompt text -> its results; a text in `cached` was read
+    from the evaluation cache and took none of this call's `seconds`, which the others share
+    by tokens."""
+    has_options = format_spec(task.format).has_options
+    figures = {text: e.figures(has_options) for text, e in evaluations.items()}
+    per_example = {text: e.per_example(has_options) for text, e in evaluations.items()}
     costs = {
-        cid: m["tokens_scored"] + sum(g["n_tokens"] for g in graded.get(cid, []))
-        for cid, m in metrics.items()
+        text: 0 if text in cached else f["tokens_scored"] + f["tokens_generated"]
+        for text, f in figures.items()
     }
     total = sum(costs.values()) or 1
-    candidates = candidate_of(task.prompts)
+    initial = next((p.text for p in task.prompts if p.name == "initial"), None)
     rows = []
     for prompt in task.prompts:
-        cid = candidates[prompt.name]
-        answers = graded.get(cid, [])
+        ci95, vs_initial = prompt_intervals(
+            per_example[prompt.text],
+            None if prompt.name == "initial" or initial is None else per_example[initial],
+        )
         rows.append(
             {
                 "name": prompt.name,
                 "text": prompt.text,
-                **metrics[cid],
-                "accuracy": sum(a["correct"] for a in answers) / len(answers) if answers else None,
-                "tokens_generated": sum(a["n_tokens"] for a in answers),
-                "seconds": seconds * costs[cid] / total,
+                **figures[prompt.text],
+                "seconds": seconds * costs[prompt.text] / total,
+                "from_cache": prompt.text in cached,
+                "ci95": ci95,
+                "vs_initial": vs_initial,
+                "choices": label_shares(evaluations[prompt.text].chosen_labels())
+                if has_options
+                else None,
             }
         )
     return rows
 
 
-def predictions_table(task: EvalTask, graded: dict[str, list[dict]]) -> pa.Table:
-    rows = [
-        {"prompt_name": name, **{k: v for k, v in answer.items() if k != "n_tokens"}}
-        for name, cid in candidate_of(task.prompts).items()
-        for answer in graded.get(cid, [])
-    ]
+def gold_shares(task: EvalTask) -> dict[str, float] | None:
+    """Multiple choice: label -> share of the held-out examples whose gold answer it is."""
+    if not format_spec(task.format).has_options:
+        return None
+    return label_shares([example.gold_answer for example in task.examples])
+
+
+def label_shares(labels: Sequence[str | None]) -> dict[str, float]:
+    """Labels compared as written, without the spacing a continuation carries."""
+    return shares([None if label is None else label.strip() for label in labels])
+
+
+def predictions_table(task: EvalTask, evaluations: Mapping[str, PromptEvaluation]) -> pa.Table:
+    """One row per (named prompt, held-out example): what scoring measured (CE, the chosen
+    option and every option's log-probability) and the greedy answer where one was made."""
+    rows = []
+    for prompt in task.prompts:
+        evaluation = evaluations[prompt.text]
+        answers = {a.example_id: a for a in evaluation.answers or ()}
+        for score in evaluation.scores:
+            answer = answers.get(score.example_id)
+            rows.append(
+                {
+                    "prompt_name": prompt.name,
+                    "example_id": score.example_id,
+                    "heldout_ce": score.ce,
+                    "heldout_loss": score.loss,
+                    "options": list(score.options) if score.options else None,
+                    "option_logprobs": list(score.option_logprobs)
+                    if score.option_logprobs
+                    else None,
+                    "chosen_option": score.chosen_option,
+                    "chosen_option_norm": score.chosen_option_norm,
+                    "output": answer.output if answer else None,
+                    "extracted": answer.extracted if answer else None,
+                    "gold": task_gold(task, score.example_id),
+                    "correct": answer.correct if answer else None,
+                }
+            )
     return pa.Table.from_pylist(rows, schema=PREDICTIONS_SCHEMA)
+
+
+def task_gold(task: EvalTask, example_id: str) -> str:
+    return next(e.gold_answer for e in task.examples if e.example_id == example_id)
 
 
 def generation_counterfactual(
     task: EvalTask,
-    scored: pa.Table,
+    evaluations: Mapping[str, PromptEvaluation],
     rows: Sequence[dict],
     candidates_scored: int,
     train_examples: int,
@@ -248,8 +259,8 @@ def generation_counterfactual(
     if optimized["accuracy"] is not None:
         mean_tokens, measured_on = optimized["tokens_generated"] / len(task.examples), "answers"
     else:
-        references = [r for r in scored.to_pylist() if r["weight"] > 0]
-        mean_tokens = sum(r["n_tokens"] for r in references) / max(1, len(references))
+        scores = evaluations[optimized["text"]].scores
+        mean_tokens = sum(s.reference_tokens for s in scores) / max(1, len(scores))
         measured_on = "references"
     return {
         "candidates_scored": candidates_scored,

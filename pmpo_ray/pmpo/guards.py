@@ -1,16 +1,22 @@
 """Reject rewrites that lower the training loss by cheating instead of instructing.
 
-The rewriter sees one hard example and its reference answer, and a small one often pastes
-them into the new prompt: a stretch of the example's input, "The answer is (D).", or a bare
-list of the answer options. Such a prompt primes the answer's tokens, so it can beat the
-incumbent on the training split while teaching nothing about the task; these checks reject
-it before it costs a scoring pass. They are plain text rules, tuned on the default model's
-real rewrites (tests/test_guards.py keeps some).
+The rewriter sees training examples and their reference answers (PMPO's one hard example,
+APE's few demonstrations), and a small one often pastes them into the new prompt: a stretch of
+an example's input, "The answer is (D).", or a bare list of the answer options. Such a prompt
+primes the answer's tokens, so it can beat the incumbent on the training split while teaching
+nothing about the task; these checks reject it before it costs a scoring pass, against every
+example its request showed. They are plain text rules, tuned on the default model's real
+rewrites (tests/test_guards.py keeps some).
+
+Wording most of the task's training inputs share (BBH navigate's "If you follow these
+instructions, do you return to the starting point?") is the task's question, not an example's
+content: `shared_wording` finds it once per task, and a copied run counts only its other words.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 from pydantic import Field
@@ -21,20 +27,29 @@ from pmpo_ray.tasks.formats import OPTION_LABEL
 
 
 class RewriteGuards(FrozenConfig):
-    """Which degenerate rewrites of a hard example `vet_rewrite` rejects."""
+    """Which degenerate rewrites of the examples its request showed `vet_rewrite` rejects."""
 
     leaks_example: bool = Field(
         True,
-        description="Reject a rewrite that copies a long verbatim span of the hard example's "
+        description="Reject a rewrite that copies a long verbatim span of a shown example's "
         "input, states its reference answer, or gives one of its options (for a numeric "
         "answer: any number) as the answer.",
     )
     min_copied_words: int = Field(
         8,
         ge=3,
-        description="The shortest run of consecutive words of the example's input that counts "
-        "as copied; shorter runs are mostly the task's stock phrases ('the following "
-        "sentence plausible').",
+        description="The shortest run of consecutive words of an example's input that counts "
+        "as copied, not counting the task's shared wording; shorter runs are mostly the task's "
+        "stock phrases ('the following sentence plausible').",
+    )
+    shared_wording_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Wording (runs of 4 words) found in more than this share of the task's "
+        "training inputs, and in at least 3 of them, is the task's shared question (BBH "
+        "navigate's 'If you follow these instructions, do you return to the starting point?'), "
+        "not copied example content; 1 counts every word as the example's own.",
     )
     lists_options: bool = Field(
         True, description="Reject a rewrite that is mostly a list of the answer options."
@@ -72,17 +87,62 @@ _OR_AFTER = re.compile(
 )
 
 
+# Shared wording is found as runs of this many words: 3-word runs catch stock phrases
+# ("take 1 step"), while the BBH tasks' question stems are far longer than 4 words.
+SHARED_RUN = 4
+# Fewer inputs than this sharing a run cannot tell a task's question from chance.
+MIN_SHARING_INPUTS = 3
+
+# The word runs (SHARED_RUN words each) most of a task's training inputs share.
+SharedWording = frozenset[tuple[str, ...]]
+NO_SHARED_WORDING: SharedWording = frozenset()
+
+
 def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def leak_of(prompt: str, example: Example, min_copied_words: int) -> str | None:
+def shared_wording(inputs: Sequence[str], share: float) -> SharedWording:
+    """The runs of SHARED_RUN consecutive words found in more than `share` of `inputs` and in
+    at least MIN_SHARING_INPUTS of them: the task's shared question, computed once per task
+    from its training inputs. `share` 1 (or fewer inputs) finds none."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    for text in inputs:
+        text_words = words(text)
+        counts.update({tuple(text_words[i : i + SHARED_RUN]) for i in _run_starts(text_words)})
+    return frozenset(
+        run
+        for run, count in counts.items()
+        if count > share * len(inputs) and count >= MIN_SHARING_INPUTS
+    )
+
+
+def _run_starts(text_words: Sequence[str]) -> range:
+    return range(len(text_words) - SHARED_RUN + 1)
+
+
+def shared_positions(text_words: Sequence[str], shared: SharedWording) -> list[bool]:
+    """For each word, whether it lies inside a run of `shared` wording."""
+    inside = [False] * len(text_words)
+    for i in _run_starts(text_words):
+        if tuple(text_words[i : i + SHARED_RUN]) in shared:
+            inside[i : i + SHARED_RUN] = [True] * SHARED_RUN
+    return inside
+
+
+def leak_of(
+    prompt: str,
+    example: Example,
+    min_copied_words: int,
+    shared: SharedWording = NO_SHARED_WORDING,
+) -> str | None:
     """What of `example` the prompt gives away, or None when it gives nothing away.
 
-    - A run of `min_copied_words` or more consecutive words of the example's input (case,
-      punctuation and spacing ignored). Wording every input of the task shares (BBH's
-      "If you follow these instructions, do you return to the starting point?") counts too:
-      one example cannot tell it apart, and a prompt should describe the task, not paste it.
+    - A run of consecutive words of the example's input (case, punctuation and spacing
+      ignored) with `min_copied_words` or more words outside the task's `shared` wording
+      (`shared_wording`): pasting the task's question ("If you follow these instructions, do
+      you return to the starting point?") copies no example, while pasting this example's
+      instructions ("Take 6 steps. Take 8 steps. ...") around it still does.
     - The reference answer (`gold_answer`). A label like "(D)" or an answer of several words
       counts wherever it appears; a one-word answer ("No", "yes", "8") only where the prompt
       gives it as the answer: after an answer cue ("The answer is no.", "Answer: 8",
@@ -96,7 +156,8 @@ def leak_of(prompt: str, example: Example, min_copied_words: int) -> str | None:
       13"). A prompt that fixes the answer is as degenerate when the answer is wrong.
     An answer without letters or digits (Dyck brackets) is not checked.
     """
-    copied = copied_words(words(prompt), words(example.input))
+    input_words = words(example.input)
+    copied = copied_words(words(prompt), input_words, shared_positions(input_words, shared))
     if copied >= min_copied_words:
         return f"copies {copied} words of the input"
     answer = example.gold_answer.strip()
@@ -114,22 +175,29 @@ def leak_of(prompt: str, example: Example, min_copied_words: int) -> str | None:
     return None
 
 
-def copied_words(prompt_words: Sequence[str], source_words: Sequence[str]) -> int:
-    """The length of the longest run of consecutive words found in both sequences."""
+def copied_words(
+    prompt_words: Sequence[str], source_words: Sequence[str], shared_at: Sequence[bool] = ()
+) -> int:
+    """The most words of a run of consecutive words found in both sequences, not counting the
+    source words `shared_at` marks (they neither count nor break the run)."""
     starts: dict[str, list[int]] = {}
     for index, word in enumerate(source_words):
         starts.setdefault(word, []).append(index)
+    own = [not inside for inside in shared_at] if shared_at else [True] * len(source_words)
     longest = 0
     for i, word in enumerate(prompt_words):
         for j in starts.get(word, ()):
-            length = 1
+            if i and j and prompt_words[i - 1] == source_words[j - 1]:
+                continue  # inside a longer run, counted from that run's start
+            length = counted = 0
             while (
                 i + length < len(prompt_words)
                 and j + length < len(source_words)
                 and prompt_words[i + length] == source_words[j + length]
             ):
+                counted += own[j + length]
                 length += 1
-            longest = max(longest, length)
+            longest = max(longest, counted)
     return longest
 
 
@@ -202,15 +270,23 @@ def example_options(example: Example) -> tuple[str, ...]:
     return (example.gold_answer, *example.rejected, *filter(None, texts))
 
 
-def guard_rejection(prompt: str, example: Example | None, guards: RewriteGuards) -> str:
-    """Why the rewrite is rejected: "leaks_example" or "lists_options" (checked in that
-    order), or "" when it passes; without the example it was written from nothing is checked."""
-    if example is None:
+def guard_rejection(
+    prompt: str,
+    examples: Sequence[Example],
+    guards: RewriteGuards,
+    shared: SharedWording = NO_SHARED_WORDING,
+) -> str:
+    """Why the rewrite is rejected: "leaks_example" (of any of `examples`, those its request
+    showed) or "lists_options" (of all their options together), checked in that order, or ""
+    when it passes; without examples nothing is checked. `shared`: the task's shared wording
+    (`shared_wording` of its training inputs), which copies no example."""
+    if not examples:
         return ""
-    if guards.leaks_example and leak_of(prompt, example, guards.min_copied_words):
-        return "leaks_example"
-    if guards.lists_options and mostly_options(
-        prompt, example_options(example), guards.max_option_share
+    if guards.leaks_example and any(
+        leak_of(prompt, example, guards.min_copied_words, shared) for example in examples
     ):
+        return "leaks_example"
+    options = dict.fromkeys(option for example in examples for option in example_options(example))
+    if guards.lists_options and mostly_options(prompt, tuple(options), guards.max_option_share):
         return "lists_options"
     return ""

@@ -39,6 +39,7 @@ class Ablating:
 class MaskingStep:
     kind = "ablation"  # the scoring rows' kind
     prefill = ""  # segmentations are generated from scratch
+    keep_cut = False  # a cut-off segmentation is not repaired
 
     def __init__(self, task: Task, config: OptimizerConfig):
         self.task = task

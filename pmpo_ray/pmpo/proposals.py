@@ -77,11 +77,30 @@ def proposal_message(
     )
 
 
-def demonstrations(case: Example, train: Sequence[Example], count: int, seed: int) -> str:
-    """`case` and count-1 other training examples drawn at random, as Input/Output pairs."""
+def shown_examples(
+    config: OptimizerConfig, *, case: Example, train: Sequence[Example], request_seed: int
+) -> tuple[Example, ...]:
+    """The examples `proposal_message` shows the rewriter for the same arguments: those its
+    rewrites are vetted against (a paraphrase shows none)."""
+    if config.proposal == "pmpo":
+        return (case,)
+    if config.proposal == "ape":
+        return demonstrated(case, train, config.demonstrations, request_seed)
+    return ()
+
+
+def demonstrated(
+    case: Example, train: Sequence[Example], count: int, seed: int
+) -> tuple[Example, ...]:
+    """`case` and count-1 other training examples drawn at random."""
     others = [example for example in train if example.example_id != case.example_id]
-    drawn = random.Random(seed).sample(others, min(count - 1, len(others)))
-    return "\n".join(f"Input: {e.input}\nOutput: {e.target}\n" for e in [case, *drawn])
+    return (case, *random.Random(seed).sample(others, min(count - 1, len(others))))
+
+
+def demonstrations(case: Example, train: Sequence[Example], count: int, seed: int) -> str:
+    """`demonstrated(...)` as Input/Output pairs."""
+    shown = demonstrated(case, train, count, seed)
+    return "\n".join(f"Input: {e.input}\nOutput: {e.target}\n" for e in shown)
 
 
 def fill(template: str, **values: str) -> str:

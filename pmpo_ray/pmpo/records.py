@@ -77,6 +77,22 @@ class OptimizationResult:
     skipped_rows: dict[str, int] = field(default_factory=dict)  # invalid data rows, by reason
 
 
+# The rejection reasons (pmpo/rewrite.py) of an output without a usable <prompt> pair: the
+# rewrite is lost to its format (cut off by the token budget, no tag, an empty pair).
+FORMAT_REASONS = ("no_prompt_tag", "empty")
+
+
+def format_loss_share(history: "tuple[IterationRecord, ...]") -> float | None:
+    """The share of generated rewrites that vetting rejected for their format (FORMAT_REASONS),
+    of all rewrites generated: those scored plus those rejected for any reason. None when the
+    run generated no rewrite."""
+    generated = lost = 0
+    for record in history:
+        generated += len(record.hard_case_of) + len(record.rejected)
+        lost += sum(rejected.reason in FORMAT_REASONS for rejected in record.rejected)
+    return lost / generated if generated else None
+
+
 def rejection_counts(history: "tuple[IterationRecord, ...]") -> dict[str, int]:
     """How many rewrites vetting rejected, by reason (pmpo/rewrite.py), most frequent first."""
     counts: dict[str, int] = {}

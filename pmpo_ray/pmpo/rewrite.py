@@ -9,11 +9,17 @@ scoring pass. The reasons for rejection are a fixed vocabulary so runs can repor
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Literal
 
-from pmpo_ray.pmpo.guards import RewriteGuards, guard_rejection
+from pmpo_ray.pmpo.guards import (
+    NO_SHARED_WORDING,
+    RewriteGuards,
+    SharedWording,
+    guard_rejection,
+)
 from pmpo_ray.requests import generation_row
 from pmpo_ray.tasks.example import Example
 
@@ -74,6 +80,9 @@ The correct answer is unlikely under this prompt. Write an improved prompt for t
 
 META_PROMPTS: dict[str, str] = {"long": LONG_META_PROMPT, "short": SHORT_META_PROMPT}
 
+# Where a rewrite ends: its generation stops there (OptimizerConfig.stop_at_prompt_tag).
+CLOSING_TAG = "</prompt>"
+
 # Small models rarely open the tag themselves (the 135M default never did in our runs), so the
 # short style starts the model's answer with it; large models diagnose first, unprompted.
 RESPONSE_PREFILL: dict[str, str] = {"long": "", "short": "<prompt>"}
@@ -126,8 +135,8 @@ def meta_prompt_row(
     request_id: int, *, task_id: str, message: str, max_tokens: int, prefill: str = "", **sampling
 ) -> dict:
     """A generation request that asks the rewriter model a meta-prompt (a rewrite or a
-    segmentation). `sampling` sets generation_row's n, temperature, top_p and seed; those it
-    leaves out are GREEDY's."""
+    segmentation). `sampling` sets generation_row's n, temperature, top_p, seed and stop; those
+    it leaves out are GREEDY's (no stop string)."""
     return generation_row(
         request_id,
         task_id=task_id,
@@ -153,13 +162,51 @@ def extract_prompt(output: str) -> str | None:
     return next((text for text in contents if text), "")
 
 
-def complete_prefilled(prefill: str, output: str, finished: bool) -> str:
+def complete_prefilled(
+    prefill: str, output: str, finished: bool, keep_cut: bool = False
+) -> str:
     """The model's whole answer: the prefill it continued, plus a closing tag when the model
-    ended its answer (EOS) inside an opened pair; a cut-off answer stays unclosed (rejected)."""
+    ended its answer inside an opened pair (`finished`: EOS, or the `</prompt>` stop string,
+    which the engine leaves out of the text).
+
+    An answer the token budget cut off stays unclosed (rejected) unless `keep_cut`: then the
+    last opened, unclosed pair is closed after its last complete sentence, when it has one.
+    """
     text = prefill + output
-    if prefill and finished and "</prompt>" not in output.lower():
-        text += "</prompt>"
+    start = _unclosed_pair(text)
+    if start is None:
+        return text
+    if finished:
+        return text + CLOSING_TAG
+    if keep_cut and (end := last_sentence_end(text[start:])):
+        return text[: start + end] + CLOSING_TAG
     return text
+
+
+# A sentence ends at . ! or ? after a word, with optional closing quotes or brackets, then a
+# space or the end ("3.5" has none); not where the word is a list's number ("2." of "2. Check").
+_SENTENCE_END = re.compile(r"(?<=\S)[.!?][\"')\]]*(?=\s|$)")
+_LIST_MARK = re.compile(r"(?:^|\s)\(?\d{1,2}$")
+_OPEN_TAG = re.compile(r"<prompt\s*>", re.IGNORECASE)
+_CLOSE_TAG = re.compile(r"</prompt\s*>", re.IGNORECASE)
+
+
+def last_sentence_end(text: str) -> int:
+    """Where the last complete sentence of `text` ends (0 without one)."""
+    ends = [
+        match.end()
+        for match in _SENTENCE_END.finditer(text)
+        if not _LIST_MARK.search(text[: match.start()])
+    ]
+    return ends[-1] if ends else 0
+
+
+def _unclosed_pair(text: str) -> int | None:
+    """Where the content of the last <prompt> starts, if no </prompt> follows it."""
+    opened = list(_OPEN_TAG.finditer(text))
+    if not opened or _CLOSE_TAG.search(text, opened[-1].end()):
+        return None
+    return opened[-1].end()
 
 
 def vet_rewrite(
@@ -169,15 +216,18 @@ def vet_rewrite(
     seen: set[str],
     max_prompt_tokens: int,
     count_tokens: Callable[[str], int],
-    example: Example | None = None,
+    examples: Sequence[Example] = (),
+    shared: SharedWording = NO_SHARED_WORDING,
     guards: RewriteGuards | None = None,
 ) -> Vetted:
     """Accept the rewritten prompt in `output`, or say why not.
 
     Checks run cheapest first; the length is only looked at for an otherwise usable prompt.
     `seen` is read, not updated: the caller decides which accepted texts count as seen.
-    `example` is the hard case the rewrite was written from: with it, `guards` (None: the
-    defaults) reject a prompt that leaks it or is mostly its answer options (pmpo/guards.py).
+    `examples` are those the rewrite's request showed (PMPO's hard case, APE's
+    demonstrations; none for a paraphrase): `guards` (None: the defaults) reject a prompt that
+    leaks one of them or is mostly their answer options (pmpo/guards.py). `shared` is the
+    task's shared wording (`shared_wording` of its training inputs), which copies no example.
     """
     text = extract_prompt(output)
     if text is None:
@@ -188,7 +238,7 @@ def vet_rewrite(
         return Vetted(None, "unchanged")
     if text in {previous.strip() for previous in seen}:
         return Vetted(None, "duplicate")
-    if reason := guard_rejection(text, example, guards or RewriteGuards()):
+    if reason := guard_rejection(text, examples, guards or RewriteGuards(), shared):
         return Vetted(None, reason)
     if count_tokens(text) > max_prompt_tokens:
         return Vetted(None, "too_long")

@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from pmpo_ray.pmpo.config import OptimizerConfig
+from pmpo_ray.pmpo.guards import shared_wording
 from pmpo_ray.pmpo.loss import mean_loss
 from pmpo_ray.pmpo.next_round import after_iteration
-from pmpo_ray.pmpo.proposals import chosen_cases, proposal_message
+from pmpo_ray.pmpo.proposals import chosen_cases, proposal_message, shown_examples
 from pmpo_ray.pmpo.records import IterationRecord, RejectedRewrite, Work
 from pmpo_ray.pmpo.rewrite import (
+    CLOSING_TAG,
     RESPONSE_PREFILL,
     extract_prompt,
     meta_prompt_row,
@@ -38,6 +40,7 @@ class Rewriting:
     rows: tuple[dict, ...]  # GENERATE_REQUEST_SCHEMA rows
     asked: dict[int, tuple[str, str]]  # request id -> (parent id, example id)
     hard_cases: dict[str, tuple[str, ...]]  # parent id -> example ids, hardest first
+    shown: dict[int, tuple[str, ...]]  # request id -> ids of the examples it showed
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,14 @@ class RewriteStep:
         self.count_tokens = count_tokens
         self.lap = lap  # seconds since the last lap: an iteration's wall time
         self.prefill = RESPONSE_PREFILL[config.meta_prompt]
+        self.keep_cut = config.keep_cut_rewrites  # task_run.py completes the outputs with it
+        # The task's question wording, which no rewrite copies from an example: once per task.
+        self.shared = shared_wording(
+            [example.input for example in task.train], config.guards.shared_wording_share
+        )
 
     def plan_generation(self, state: RunState) -> Rewriting:
-        rows, asked, hard = [], {}, {}
+        rows, asked, hard, shown = [], {}, {}, {}
         examples = {e.example_id: e for e in self.task.train}
         for parent in state.population:
             cases = chosen_cases(
@@ -94,8 +102,17 @@ class RewriteStep:
                     request_seed=seed,
                 )
                 asked[len(rows)] = (parent.candidate_id, example_id)
+                shown[len(rows)] = tuple(
+                    e.example_id
+                    for e in shown_examples(
+                        self.config,
+                        case=examples[example_id],
+                        train=self.task.train,
+                        request_seed=seed,
+                    )
+                )
                 rows.append(self._request(len(rows), request, seed))
-        return Rewriting(tuple(rows), asked, hard)
+        return Rewriting(tuple(rows), asked, hard, shown)
 
     def _seed(self, index: int, iteration: int) -> int:
         # Distinct per run seed, iteration and request, so reruns sample the same rewrites.
@@ -113,6 +130,7 @@ class RewriteStep:
             top_p=config.top_p if config.temperature > 0 else 1.0,
             max_tokens=config.max_rewrite_tokens,
             seed=seed,
+            stop=(CLOSING_TAG,) if config.stop_at_prompt_tag else (),
         )
 
     def take_generations(
@@ -139,7 +157,8 @@ class RewriteStep:
                     seen=seen,
                     max_prompt_tokens=self.config.max_prompt_tokens,
                     count_tokens=lengths.__getitem__,
-                    example=examples[example_id],
+                    examples=[examples[shown_id] for shown_id in plan.shown[request_id]],
+                    shared=self.shared,
                     guards=self.config.guards,
                 )
                 if vetted.text is None:

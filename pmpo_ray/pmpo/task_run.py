@@ -100,11 +100,13 @@ class TaskRun:
 
     def _texts(self, generated: pa.Table) -> dict[int, list[str]]:
         """Request id -> its samples' texts, the prefill put back in front."""
-        prefill = self._step().prefill
+        step = self._step()
         columns = [generated.column(name).to_pylist() for name in GENERATED_COLUMNS]
         texts: dict[int, list[str]] = {}
         for request_id, text, finish_reason in zip(*columns):
-            completed = complete_prefilled(prefill, text, finish_reason == "stop")
+            # "stop": EOS, or a stop string the engine left out of the text
+            finished = finish_reason == "stop"
+            completed = complete_prefilled(step.prefill, text, finished, step.keep_cut)
             texts.setdefault(request_id, []).append(completed)
         return texts
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pmpo_ray.reports import tables
+from pmpo_ray.pmpo.records import FORMAT_REASONS
+from pmpo_ray.reports import comparisons, tables
 from pmpo_ray.reports.prompt_diff import DiffPiece, changed_words, word_diff
 from pmpo_ray.run_folder.records import RunFolder, TaskFolder
 
@@ -77,6 +78,8 @@ def build_document(run: RunFolder, figures: Figures) -> list[Block]:
     blocks.append(Paragraph(note))
     if sentence := option_accuracy_note(run):
         blocks.append(Paragraph(sentence))
+    if any(comparisons.changes_table(t.evaluation) for t in run.tasks):
+        blocks.append(Paragraph(comparisons.CHANGES_NOTE))
     if run.rounds:
         blocks += rounds_section(run, figures)
     for task in run.tasks:
@@ -121,6 +124,7 @@ def task_section(task: TaskFolder, curve: str) -> list[Block]:
             tables.change(tables.number(task.initial_loss), tables.number(task.best_loss)),
         ),
         ("rejected rewrites", rejections_text(task.rejected_rewrites)),
+        ("rewrites lost to format", format_loss_text(task.format_loss_share)),
     ]
     if task.evaluation is None:
         facts.append(("held-out evaluation", tables.NOT_EVALUATED))
@@ -132,6 +136,7 @@ def task_section(task: TaskFolder, curve: str) -> list[Block]:
         if e.answer_match:
             facts.append(("answer match", e.answer_match))
     blocks += [KeyValues(tuple(facts)), TableBlock(tables.prompts_table(task))]
+    blocks += comparison_blocks(task)
     if sentence := tables.counterfactual_sentence(task.evaluation):
         blocks.append(Paragraph(sentence))
     blocks.append(Image(curve, f"training loss per iteration for {task.task_id}"))
@@ -145,6 +150,25 @@ def task_section(task: TaskFolder, curve: str) -> list[Block]:
         Code(task.best_prompt),
     ]
     return blocks
+
+
+def comparison_blocks(task: TaskFolder) -> list[Block]:
+    """Each prompt's paired change from the initial one, then (multiple choice) the option
+    labels chosen against gold, with the label-prior flag."""
+    blocks: list[Block] = []
+    if changes := comparisons.changes_table(task.evaluation):
+        blocks.append(TableBlock(changes))
+    if labels := comparisons.label_prior_table(task.evaluation):
+        blocks += [Heading(3, "Option labels chosen vs gold"), TableBlock(labels)]
+        blocks += [Paragraph(line) for line in comparisons.label_prior_flags(task.evaluation)]
+    return blocks
+
+
+def format_loss_text(share: float | None) -> str:
+    """'12.5% of generated rewrites (no_prompt_tag or empty)', or that none was generated."""
+    if share is None:
+        return "no rewrite generated"
+    return f"{tables.percent(share)} of generated rewrites ({' or '.join(FORMAT_REASONS)})"
 
 
 def rejections_text(counts: dict[str, int]) -> str:

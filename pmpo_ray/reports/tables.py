@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from statistics import mean
 
+from pmpo_ray.reports.interval_text import difference_text, figure, is_share, score_interval
 from pmpo_ray.run_folder.records import Evaluation, RunFolder, TaskFolder, WorkTotals, round_seconds
 from pmpo_ray.tasks.format_specs import known_format_spec
 
@@ -100,7 +101,26 @@ def accuracy_change(evaluation: Evaluation, field: str) -> str:
     before, after = (metric(evaluation, n, field) for n in ("initial", "optimized"))
     if before is None and after is None:
         return DASH
-    return change(percent(before), percent(after))
+    text = change(percent(before), percent(after))
+    return with_difference(text, evaluation, field) if after is not None else text
+
+
+def ce_change(evaluation: Evaluation) -> str:
+    text = change(*(number(evaluation.prompt(n).heldout_ce) for n in ("initial", "optimized")))
+    return with_difference(text, evaluation, "heldout_ce")
+
+
+def with_difference(text: str, evaluation: Evaluation, field: str) -> str:
+    """`before → after (change [95% interval])`, the optimized prompt's paired change from
+    the initial one where evaluation.json has it (`within noise` where it holds 0)."""
+    found = difference_text(evaluation.prompt("optimized"), field)
+    return f"{text} ({found})" if found else text
+
+
+def shown_figure(score, field: str, value: float | None) -> str:
+    """A prompt's figure with its 95% interval where evaluation.json has one; plain else."""
+    plain = percent(value) if is_share(field) else number(value)
+    return figure(value, score_interval(score, field), is_share(field)) or plain
 
 
 def evaluation_cost(evaluation: Evaluation) -> WorkTotals:
@@ -169,7 +189,8 @@ def tasks_table(run: RunFolder) -> Table:
     accuracies only where some task measured them."""
     evaluated = [t.evaluation for t in run.tasks if t.evaluation is not None]
     extra = [(f, name) for f, name in ACCURACIES[1:] if measured(evaluated, f)]
-    headers = ("task", "format", "iterations", "training loss", "held-out CE", "accuracy")
+    headers = ("task", "format", "iterations", "lost to format", "training loss", "held-out CE")
+    headers += ("accuracy",)
     headers += tuple(name for _, name in extra)
     rows = []
     for task in run.tasks:
@@ -179,9 +200,7 @@ def tasks_table(run: RunFolder) -> Table:
             held_out, fmt = DASH, DASH
             accuracies = ("not evaluated yet",) + (DASH,) * len(extra)
         else:
-            held_out = change(
-                *(number(evaluation.prompt(n).heldout_ce) for n in ("initial", "optimized"))
-            )
+            held_out = ce_change(evaluation)
             fields = ["accuracy", *(f for f, _ in extra)]
             accuracies = tuple(accuracy_change(evaluation, f) for f in fields)
             fmt = evaluation.format
@@ -189,7 +208,8 @@ def tasks_table(run: RunFolder) -> Table:
         if evaluation is not None:
             cost = add_work([cost, evaluation_cost(evaluation)])
         rows.append(
-            (task.task_id, fmt, str(task.iterations), training, held_out)
+            (task.task_id, fmt, str(task.iterations), percent(task.format_loss_share))
+            + (training, held_out)
             + accuracies
             + work_cells(cost)
         )
@@ -216,9 +236,9 @@ def prompts_table(task: TaskFolder) -> Table:
     rows = []
     for score in evaluation.prompts:
         cells = (PROMPT_LABELS.get(score.name, score.name), number(training.get(score.name)))
-        cells += (number(score.heldout_ce),)
-        cells += (number(score.heldout_loss),) if preference else ()
-        cells += tuple(percent(metric(evaluation, score.name, f)) for f, _ in shown)
+        cells += (shown_figure(score, "heldout_ce", score.heldout_ce),)
+        cells += (shown_figure(score, "heldout_loss", score.heldout_loss),) if preference else ()
+        cells += tuple(shown_figure(score, f, metric(evaluation, score.name, f)) for f, _ in shown)
         rows.append(cells + work_cells(score.work))
     blank = (DASH,) * (len(headers) - 1)
     rows.append(optimization_row + blank + work_cells(task.training_work))

@@ -16,13 +16,19 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 from pydantic_core import PydanticCustomError
 
-from pmpo_ray.pmpo.records import IterationRecord, OptimizationResult, Work, rejection_counts
+from pmpo_ray.pmpo.records import (
+    IterationRecord,
+    OptimizationResult,
+    Work,
+    format_loss_share,
+    rejection_counts,
+)
 from pmpo_ray.pmpo.select import Candidate
 
 FORMAT_KEY = "run_folder_format"
 # Bump when a file's record changes shape: readers refuse a folder with another value, so an
-# old folder is named as such rather than misread.
-FORMAT = 1
+# old folder is named as such rather than misread. 2: result.json's format_loss_share.
+FORMAT = 2
 
 
 class FileRecord(BaseModel):
@@ -86,6 +92,12 @@ class ResultFile(Outcome):
     rejected_rewrites: dict[str, int] = Field(
         description="Rewrites vetting rejected, by reason, most frequent first."
     )
+    format_loss_share: float | None = Field(
+        description="Share of the generated rewrites (scored or rejected) that vetting rejected "
+        "for their format: reasons no_prompt_tag (no complete <prompt></prompt> pair, e.g. cut "
+        "off by max_rewrite_tokens) and empty (pmpo/records.py FORMAT_REASONS); None when no "
+        "rewrite was generated."
+    )
     lineage: dict[str, str | None] = Field(description="Candidate id -> its parent's id.")
     skipped_rows: dict[str, int] = Field(
         description="Data rows left out by `invalid_rows: skip`, by reason."
@@ -99,6 +111,7 @@ class ResultFile(Outcome):
             seed=result.seed,
             best_candidate=result.best.candidate_id,
             rejected_rewrites=rejection_counts(result.history),
+            format_loss_share=format_loss_share(result.history),
             lineage=result.lineage,
             skipped_rows=result.skipped_rows,
             **Outcome.of_result(result),

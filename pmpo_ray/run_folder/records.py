@@ -35,6 +35,16 @@ class WorkTotals:
     seconds: float
 
 
+class Difference(FileRecord):
+    """A figure's paired change from the initial prompt on the same held-out examples."""
+
+    change: float = Field(description="This prompt's figure minus the initial prompt's.")
+    ci95: tuple[float, float] = Field(
+        description="95% paired bootstrap interval of the change (evaluation/intervals.py); "
+        "one that holds 0 is within noise."
+    )
+
+
 class PromptScore(FileRecord):
     """One prompt's entry of evaluation.json; an accuracy is None where it was not measured
     (nothing generated, no pairs, no options)."""
@@ -57,6 +67,20 @@ class PromptScore(FileRecord):
     accuracy: float | None = Field(description="Greedy answers graded correct.")
     tokens_generated: int = Field(description="Tokens of the greedy answers.")
     seconds: float = Field(description="Its share of the task's evaluation time, by tokens.")
+    from_cache: bool = Field(
+        description="Read from the evaluation cache (evaluation/cache.py), not scored now; "
+        "its work figures are those of the evaluation that filled the cache."
+    )
+    ci95: dict[str, tuple[float, float]] = Field(
+        description="Figure name -> its 95% bootstrap interval over held-out examples."
+    )
+    vs_initial: dict[str, Difference] = Field(
+        description="Figure name -> its paired change from the initial prompt ({} for it)."
+    )
+    choices: dict[str, float] | None = Field(
+        description="Multiple choice: option label -> share of held-out examples on which it "
+        "scored highest (ties choose none)."
+    )
 
     @property
     def work(self) -> WorkTotals:
@@ -89,6 +113,9 @@ class Evaluation(FileRecord):
     n_heldout: int = Field(description="Held-out examples evaluated.")
     prompts: tuple[PromptScore, ...] = Field(
         description="Initial, optimized, then baselines (read.py puts them in that order)."
+    )
+    gold_shares: dict[str, float] | None = Field(
+        description="Multiple choice: option label -> share of held-out examples it is gold for."
     )
     training: Losses = Field(description="The losses the optimization reported.")
     counterfactual: Counterfactual = Field(
@@ -131,6 +158,7 @@ class TaskFolder:
     candidates_scored: int  # distinct prompts scored on the training split
     evaluation: Evaluation | None  # None until `pmpo evaluate` has run
     rejected_rewrites: dict[str, int]  # rewrites vetting rejected, by reason
+    format_loss_share: float | None  # of generated rewrites, lost to format (ResultFile's)
 
     @classmethod
     def of(
@@ -172,6 +200,7 @@ class TaskFolder:
             candidates_scored=candidates,
             evaluation=evaluation,
             rejected_rewrites=dict(result.rejected_rewrites),
+            format_loss_share=result.format_loss_share,
         )
 
 

@@ -10,23 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-import pyarrow as pa
-
-from pmpo_ray.evaluation.evaluate_run import eval_task, scorer_answers
-from pmpo_ray.evaluation.heldout import (
-    EvalPrompt,
-    answer_requests,
-    candidate_of,
-    grade_answers,
-    holdout_score_requests,
-    score_metrics,
-)
+from pmpo_ray.evaluation.cache import EvaluationCache
+from pmpo_ray.evaluation.cached_evaluation import evaluate_texts, prompt_keys
+from pmpo_ray.evaluation.evaluate_run import eval_task
+from pmpo_ray.evaluation.heldout import EvalPrompt
+from pmpo_ray.evaluation.prompt_scores import PromptEvaluation
 from pmpo_ray.jobs import EvaluationConfig
-from pmpo_ray.pmpo.rounds import run_stage
-from pmpo_ray.requests import GENERATE_RESULT_SCHEMA
+from pmpo_ray.tasks.format_specs import format_spec
 from pmpo_ray.tasks.task import Task
 
 METRICS = ("heldout_ce", "option_accuracy", "option_accuracy_norm", "accuracy")
+COMPARED = ("heldout_ce", "option_accuracy", "accuracy")  # the study's tables compare these
 
 
 def distinct_prompts(prompts: Sequence[str]) -> tuple[EvalPrompt, ...]:
@@ -41,35 +35,51 @@ def evaluate_prompts(
     client,
     config: EvaluationConfig,
     role: str,
+    scorer: dict,
+    cache: EvaluationCache,
 ) -> tuple[dict[str, dict[str, dict]], float]:
-    """task id -> prompt text -> {heldout_ce, option_accuracy, option_accuracy_norm, accuracy};
-    and the seconds it took."""
+    """task id -> prompt text -> {heldout_ce, option_accuracy, option_accuracy_norm, accuracy,
+    per_example}; and the seconds it took. `per_example` holds, per figure, one value per
+    held-out example (in the task's order; None where not measured): the study's paired
+    intervals resample them. Prompts the evaluation cache holds are not scored again."""
     started = time.perf_counter()
     # No optimizer: every variant is compared on the same measure, cross-entropy.
     evals = [eval_task(task, distinct_prompts(p), config) for task, p in tasks.values()]
-    scored = run_stage(
-        [holdout_score_requests(t, role) for t in evals],
-        client.score,
-        pa.table({"request_id": pa.array([], pa.int64())}),
+    evaluations, _ = evaluate_texts(
+        evals, engines=client, config=config, role=role, scorer=scorer, cache=cache
     )
-    asked = [answer_requests(t, role, config) for t in evals]
-    generated = run_stage(
-        [table for table, _ in asked],
-        scorer_answers(client),
-        GENERATE_RESULT_SCHEMA.empty_table(),
-    )
-    results = {}
-    for task, task_scored, (_, keys), task_generated in zip(evals, scored, asked, generated):
-        metrics = score_metrics(task, task_scored)
-        graded = grade_answers(task, keys, task_generated)
-        ids = candidate_of(task.prompts)
-        results[task.task_id] = {
-            prompt.text: prompt_metrics(metrics[ids[prompt.name]], graded.get(ids[prompt.name]))
-            for prompt in task.prompts
+    results = {
+        task.task_id: {
+            text: prompt_metrics(evaluation, format_spec(task.format).has_options)
+            for text, evaluation in by_text.items()
         }
+        for task, by_text in zip(evals, evaluations)
+    }
     return results, time.perf_counter() - started
 
 
-def prompt_metrics(scores: dict, answers: list[dict] | None) -> dict:
-    accuracy = sum(a["correct"] for a in answers) / len(answers) if answers else None
-    return {**{key: scores.get(key) for key in METRICS[:3]}, "accuracy": accuracy}
+def cache_holds(
+    tasks: Mapping[str, tuple[Task, Sequence[str]]],
+    *,
+    config: EvaluationConfig,
+    role: str,
+    scorer: dict,
+    cache: EvaluationCache,
+) -> bool:
+    """Whether the evaluation cache holds every distinct prompt of every task (then the
+    evaluation needs no engine)."""
+    evals = [eval_task(task, distinct_prompts(p), config) for task, p in tasks.values()]
+    return all(
+        cache.get(key) is not None
+        for task in evals
+        for key in prompt_keys(task, config, role, scorer).values()
+    )
+
+
+def prompt_metrics(evaluation: PromptEvaluation, has_options: bool) -> dict:
+    figures = evaluation.figures(has_options)
+    per_example = evaluation.per_example(has_options)
+    return {
+        **{key: figures[key] for key in METRICS},
+        "per_example": {key: per_example[key] for key in COMPARED},
+    }

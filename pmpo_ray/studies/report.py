@@ -16,6 +16,13 @@ from pmpo_ray.reports.markdown import render_markdown
 from pmpo_ray.reports.tables import DASH, Table
 from pmpo_ray.store import atomic_write_text, check_writable
 from pmpo_ray.studies import tables
+from pmpo_ray.studies.comparison_cells import (
+    INTERVALS_NOTE,
+    change_text,
+    task_change_cells,
+    versus_cells,
+    wins_cell,
+)
 from pmpo_ray.studies.plots import write_figures
 from pmpo_ray.studies.tables import INITIAL, Stat
 
@@ -25,9 +32,9 @@ SPREAD_NOTE = (
     "Averages are the mean over tasks of each task's mean over seeds; option accuracy counts "
     "multiple-choice tasks only. ± is the sample standard deviation over seeds of each seed's "
     "average over the tasks (per task tables: over that task's seeds); the initial prompt is "
-    "evaluated once, so it has none. Counts against the initial prompt compare per-task seed "
-    "means. A variant marked (= other) on a task repeated that variant's run there (nothing "
-    "differs for that task's format) and is shown and counted as measured."
+    "evaluated once, so it has none. A variant marked (= other) on a task repeated that "
+    "variant's run there (nothing differs for that task's format) and is shown and counted as "
+    "measured."
 )
 INITIAL_DESCRIPTION = "the task's initial prompt, not optimized"
 
@@ -56,14 +63,6 @@ def plain(value: float | None, digits: int = 0) -> str:
     return DASH if value is None else f"{value:,.{digits}f}"
 
 
-def ratio_text(wins: tuple[int, int] | None) -> str:
-    return DASH if wins is None else f"{wins[0]}/{wins[1]}"
-
-
-def gain_text(points: float | None) -> str:
-    return DASH if points is None else f"{points:+.1f}"
-
-
 def coverage(table: list[dict], key: str, noun: str) -> tuple[str, bool]:
     """A header suffix when every variant's mean covers the same number of tasks; otherwise
     ("", True): each cell then says how many tasks its own mean covers."""
@@ -89,10 +88,11 @@ def average_cells(rows: Sequence[dict], variants: Sequence[str]) -> Table:
         option_suffix, option_cells = coverage(table, "option_accuracy", "MC tasks")
         headers.append(f"option accuracy{option_suffix}")
     headers.append(f"generation accuracy{gen_suffix}")
-    headers.append("CE < initial")
-    if with_options:
-        headers += ["option acc. ≥ initial", "option gain (points)"]
-    headers.append("forward passes")
+    headers.append("Δ CE vs initial")
+    headers += ["Δ option acc."] if with_options else []
+    headers.append("CE below initial, outside noise")
+    headers += ["option acc. above initial, outside noise"] if with_options else []
+    headers += ["forward passes", "rewrites lost to format"]
     rows_out = []
     for e in table:
         cells = [e["variant"], str(e["seeds"])]
@@ -101,10 +101,15 @@ def average_cells(rows: Sequence[dict], variants: Sequence[str]) -> Table:
             text = accuracy_text(e["option_accuracy"])
             cells.append(covered(text, e, "option_accuracy", option_cells))
         cells.append(covered(accuracy_text(e["accuracy"]), e, "accuracy", gen_cells))
-        cells.append(ratio_text(e["ce_below_initial"]))
+        cells.append(change_text(e["heldout_ce_change"]))
         if with_options:
-            cells += [ratio_text(e["option_at_least_initial"]), gain_text(e["option_gain_points"])]
+            cells.append(change_text(e["option_accuracy_change"], share=True))
+        cells.append(wins_cell(e["ce_below_initial"]))
+        if with_options:
+            cells.append(wins_cell(e["option_above_initial"]))
         cells.append(plain(e["forward_passes"]))
+        share = e["format_loss_share"]
+        cells.append(DASH if share is None else percent_text(share))
         rows_out.append(tuple(cells))
     return Table(tuple(headers), tuple(rows_out))
 
@@ -123,8 +128,10 @@ def aligned(t: Table) -> str:
 
 
 def average_table_text(rows: Sequence[dict], variants: Sequence[str]) -> str:
-    """The average table for the terminal (mean ± spread over seeds)."""
-    return aligned(average_cells(rows, variants)) + "\n" + SPREAD_NOTE + "\n"
+    """The average table for the terminal (mean ± spread over seeds, changes from the initial
+    prompt with their 95% intervals)."""
+    text = aligned(average_cells(rows, variants)) + "\n" + SPREAD_NOTE + "\n"
+    return text + INTERVALS_NOTE + "\n"
 
 
 def variant_label(entry: dict) -> str:
@@ -138,25 +145,25 @@ def partial_seeds(text: str, stat: Stat | None, seeds: int) -> str:
 
 
 def task_cells(rows: Sequence[dict], task: str, variants: Sequence[str]) -> Table:
+    """Per variant: each figure (mean ± spread over seeds), then its change from the
+    initial prompt with the paired 95% interval."""
     table = tables.task_table(rows, task, variants)
-    initial = table[0]["heldout_ce"]
     with_options = any(e["option_accuracy"] is not None for e in table)
+    keys = ["heldout_ce"] + (["option_accuracy"] if with_options else []) + ["accuracy"]
     headers = ["variant", "seeds", "held-out CE", "Δ CE vs initial"]
-    headers += ["option accuracy"] if with_options else []
-    headers += ["generation accuracy", "forward passes", "iterations"]
+    headers += ["option accuracy", "Δ option acc."] if with_options else []
+    headers += ["generation accuracy", "Δ generation acc.", "forward passes", "iterations"]
     out = []
     for e in table:
-        ce = e["heldout_ce"]
-        delta = DASH
-        if ce is not None and initial is not None and e["variant"] != INITIAL:
-            delta = f"{ce.mean - initial.mean:+.3f}"
         seeds = e["seeds"]
-        cells = [variant_label(e), str(seeds), partial_seeds(stat_text(ce), ce, seeds), delta]
+        changes = task_change_cells(rows, task, e["variant"], keys)
+        ce = e["heldout_ce"]
+        cells = [variant_label(e), str(seeds), partial_seeds(stat_text(ce), ce, seeds), changes[0]]
         if with_options:
             option = e["option_accuracy"]
-            cells.append(partial_seeds(accuracy_text(option), option, seeds))
+            cells += [partial_seeds(accuracy_text(option), option, seeds), changes[1]]
         accuracy = e["accuracy"]
-        cells += [partial_seeds(accuracy_text(accuracy), accuracy, seeds)]
+        cells += [partial_seeds(accuracy_text(accuracy), accuracy, seeds), changes[-1]]
         cells.append(plain(e["forward_passes"]))
         cells.append(plain(e["iterations"], 1))
         out.append(tuple(cells))
@@ -218,7 +225,10 @@ def build_blocks(
         Heading(2, "Average over tasks"),
         TableBlock(average_cells(rows, variants)),
         Paragraph(SPREAD_NOTE),
+        Paragraph(INTERVALS_NOTE),
     ]
+    if versus := versus_cells(rows, variants):
+        blocks += [Heading(3, f"{tables.FULL} against each other variant"), TableBlock(versus)]
     blocks += [Image(src, alt) for alt, src in figures.items()]
     blocks += [
         Heading(2, f"Targets (judged on {tables.FULL})"),

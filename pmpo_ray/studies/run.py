@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pmpo_ray.evaluation.cache import EvaluationCache
 from pmpo_ray.reports.figure_folder import check_figure_folder
 from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.read import read_run_folder
 from pmpo_ray.run_folder.saved import suite_saved
 from pmpo_ray.store import atomic_write_text, check_linked_folder
 from pmpo_ray.studies.config import StudyConfig
-from pmpo_ray.studies.heldout import evaluate_prompts
+from pmpo_ray.studies.heldout import cache_holds, evaluate_prompts
 from pmpo_ray.studies.report import FILES_DIR, write_study_report
 from pmpo_ray.studies.variants import INITIAL, VARIANTS, StudyRun, expand
 from pmpo_ray.suite.run import check_rows_fit_scorer, run_suite, suite_engines
@@ -47,17 +48,15 @@ def run_study(
     tasks = {entry.task.name: load_task(entry.task) for entry in config.suite.tasks}
     check_rows_fit_scorer(list(tasks.values()), suite)  # before any engine starts
     runs_dir = out / RUNS_DIR
-    with suite_engines(suite) as client:
-        if not (resume and layout.suite_summary_path(runs_dir).exists()):
-            run_suite(suite, out=runs_dir, resume=resume, overwrite=overwrite, engines=client)
-        folders = {f.task_id: f for f in read_run_folder(runs_dir, evaluations=False).tasks}
-        prompts = {
-            name: (task, [task.initial_prompt, *finals(plan, folders, name)])
-            for name, task in tasks.items()
-        }
-        distinct = sum(len(set(texts)) for _, texts in prompts.values())
-        print(f"held-out evaluation: {distinct} distinct prompts of {len(prompts)} tasks")
-        metrics, eval_seconds = evaluate(prompts, client, suite)
+    finished = resume and layout.suite_summary_path(runs_dir).exists()
+    if finished and all_cached(final_prompts(plan, tasks, runs_dir), suite):
+        # A finished study whose prompts were all evaluated: no engine needs to start.
+        folders, metrics, eval_seconds = evaluate_finals(plan, tasks, runs_dir, None, suite)
+    else:
+        with suite_engines(suite) as client:
+            if not finished:
+                run_suite(suite, out=runs_dir, resume=resume, overwrite=overwrite, engines=client)
+            folders, metrics, eval_seconds = evaluate_finals(plan, tasks, runs_dir, client, suite)
     rows = result_rows(plan, tasks, folders, metrics)
     atomic_write_text("".join(json.dumps(row) + "\n" for row in rows), out / RESULTS)
     settings = study_settings(config, tasks, time.perf_counter() - started, eval_seconds)
@@ -110,11 +109,39 @@ def finals(plan: list[StudyRun], folders: dict, task: str) -> list[str]:
     return [folders[run.run_name].best_prompt for run in plan if run.task == task]
 
 
-def evaluate(prompts, client, suite):
+def final_prompts(plan: list[StudyRun], tasks: dict, runs_dir: Path) -> tuple[dict, dict]:
+    """The runs' folders by task id, and task id -> (task, its initial and final prompts)."""
+    folders = {f.task_id: f for f in read_run_folder(runs_dir, evaluations=False).tasks}
+    prompts = {
+        name: (task, [task.initial_prompt, *finals(plan, folders, name)])
+        for name, task in tasks.items()
+    }
+    return folders, prompts
 
-    return evaluate_prompts(
-        prompts, client=client, config=suite.evaluation, role=suite.prompt_format.role
-    )
+
+def evaluate_finals(plan, tasks: dict, runs_dir: Path, client, suite) -> tuple[dict, dict, float]:
+    """The runs' folders, the metrics of every distinct prompt, and the evaluation's seconds;
+    `client` None when the cache holds every prompt."""
+    folders, prompts = final_prompts(plan, tasks, runs_dir)
+    distinct = sum(len(set(texts)) for _, texts in prompts.values())
+    print(f"held-out evaluation: {distinct} distinct prompts of {len(prompts)} tasks")
+    metrics, seconds = evaluate_prompts(prompts, client=client, **evaluation_settings(suite))
+    return folders, metrics, seconds
+
+
+def all_cached(found: tuple[dict, dict], suite) -> bool:
+    _, prompts = found
+    return cache_holds(prompts, **evaluation_settings(suite))
+
+
+def evaluation_settings(suite) -> dict:
+    """What the study's held-out evaluation depends on besides its prompts."""
+    return {
+        "config": suite.evaluation,
+        "role": suite.prompt_format.role,
+        "scorer": suite.scorer.engine.model_dump(mode="json"),
+        "cache": EvaluationCache.from_environment(),
+    }
 
 
 def result_rows(plan: list[StudyRun], tasks: dict, folders: dict, metrics: dict) -> list[dict]:
@@ -133,6 +160,7 @@ def result_rows(plan: list[StudyRun], tasks: dict, folders: dict, metrics: dict)
                 "forward_passes": 0,
                 "iterations": 0,
                 "stop_reason": "",
+                "format_loss_share": None,
                 "same_as": None,
             }
         )
@@ -150,6 +178,7 @@ def result_rows(plan: list[StudyRun], tasks: dict, folders: dict, metrics: dict)
                     "forward_passes": folder.training_work.forward_passes,
                     "iterations": folder.iterations,
                     "stop_reason": folder.stop_reason,
+                    "format_loss_share": folder.format_loss_share,
                     "same_as": run.same_as,
                 }
             )

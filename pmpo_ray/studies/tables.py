@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from statistics import fmean, stdev
 
+from pmpo_ray.studies.intervals import INITIAL, average_change, mean_or_none, noise_wins, runs
 from pmpo_ray.tasks.format_specs import known_format_spec
 
-INITIAL = "initial"
 FULL = "full"
 METRICS = ("heldout_ce", "option_accuracy", "accuracy")
 # Seed means of accuracies are sums of fractions: (0.6 + 0.7) / 2 must count as equal to 0.65.
@@ -55,15 +56,6 @@ def multiple_choice_tasks(rows: Sequence[dict]) -> list[str]:
 def _has_options(row: dict) -> bool:
     spec = known_format_spec(row.get("format"))  # read back from the study's results
     return spec is not None and spec.has_options
-
-
-def runs(rows: Sequence[dict], task: str, variant: str) -> list[dict]:
-    return [r for r in rows if r["task"] == task and r["variant"] == variant]
-
-
-def mean_or_none(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return fmean(present) if present else None
 
 
 def repeated_run(chosen: Sequence[dict]) -> str | None:
@@ -121,23 +113,20 @@ def at_least(value: float, reference: float) -> bool:
     return value >= reference - TOLERANCE
 
 
-def beats(means: dict, initial: dict, better) -> tuple[int, int]:
-    """(k, N): on how many of the N tasks the initial prompt was measured on the variant's mean
-    is `better` than the initial's; a task the variant has no value for counts against it."""
-    wins = sum(1 for task, ref in initial.items() if task in means and better(means[task], ref))
-    return wins, len(initial)
-
-
 def average_table(rows: Sequence[dict], variants: Sequence[str]) -> list[dict]:
     """Per variant (initial first): each metric as a Stat (see across_tasks) with `<key>_tasks`
     saying how many tasks its mean covers (option accuracy: multiple-choice tasks only);
-    `ce_below_initial` and `option_at_least_initial` as (k, N) and `option_gain_points` (mean
-    over multiple-choice tasks of the gain over the initial prompt, in percentage points), all
-    None for the initial prompt itself; mean `forward_passes`; `seeds`."""
+    against the initial prompt (None for the initial prompt itself): `<key>_change`, the mean
+    over tasks of the change as an intervals.Change (a stratified paired 95% interval where
+    the rows have per-example values), and `ce_below_initial` / `option_above_initial` as
+    (k, N, judged): on k of N tasks better outside the noise (intervals.noise_wins; judged
+    False: some task had only means, compared as such); mean `forward_passes` and
+    `format_loss_share` (the share of generated rewrites lost to format, per run); `seeds`."""
     tasks = task_names(rows)
     mc = multiple_choice_tasks(rows)
     covered = {"heldout_ce": tasks, "option_accuracy": mc, "accuracy": tasks}
     initial = {key: task_means(rows, INITIAL, key, covered[key]) for key in METRICS}
+    lower, higher = partial(below, reference=0.0), partial(at_least, reference=0.0)
     table = []
     for variant in shown_variants(variants):
         chosen = [r for r in rows if r["variant"] == variant]
@@ -146,16 +135,15 @@ def average_table(rows: Sequence[dict], variants: Sequence[str]) -> list[dict]:
         for key in METRICS:
             entry[key] = across_tasks(rows, variant, key, means[key])
             entry[f"{key}_tasks"] = len(means[key])
-        entry["ce_below_initial"] = entry["option_at_least_initial"] = None
-        entry["option_gain_points"] = None
+            entry[f"{key}_change"] = average_change(rows, variant, key, covered[key])
+        entry["ce_below_initial"] = entry["option_above_initial"] = None
         if variant != INITIAL:
-            entry["ce_below_initial"] = beats(means["heldout_ce"], initial["heldout_ce"], below)
-            option, reference = means["option_accuracy"], initial["option_accuracy"]
-            if reference:
-                entry["option_at_least_initial"] = beats(option, reference, at_least)
-            gains = [100 * (option[t] - reference[t]) for t in option if t in reference]
-            entry["option_gain_points"] = fmean(gains) if gains else None
+            entry["ce_below_initial"] = noise_wins(rows, variant, "heldout_ce", tasks, True, lower)
+            if initial["option_accuracy"]:
+                found = noise_wins(rows, variant, "option_accuracy", mc, False, higher)
+                entry["option_above_initial"] = found
         entry["forward_passes"] = mean_or_none(r.get("forward_passes") for r in chosen)
+        entry["format_loss_share"] = mean_or_none(r.get("format_loss_share") for r in chosen)
         table.append(entry)
     return table
 
@@ -175,54 +163,76 @@ def changes(rows: Sequence[dict], variants: Sequence[str], key: str, scale: floa
     return result
 
 
-def share(wins: tuple[int, int] | None) -> float:
+def share(wins: tuple | None) -> float:
     return wins[0] / wins[1] if wins and wins[1] else 0.0
 
 
-def wins_text(wins: tuple[int, int] | None, what: str) -> str:
+def wins_text(wins: tuple | None, what: str, how: str) -> str:
+    """`2/3 tasks (67%) below outside the noise`; a count judged on means alone says so."""
     if not wins:
         return f"no {what}"
-    return f"{wins[0]}/{wins[1]} {what} ({100 * share(wins):.0f}%)"
+    judged = wins[2] if len(wins) > 2 else True
+    how = f"{how} outside the noise" if judged else f"{how} on means (no per-example values)"
+    return f"{wins[0]}/{wins[1]} {what} ({100 * share(wins):.0f}%) {how}"
 
 
 def targets(rows: Sequence[dict], variants: Sequence[str]) -> list[tuple[str, str, bool]]:
-    """The issue's targets, judged on the full method: (target, what was measured, met)."""
+    """The issue's targets, judged on the full method: (target, what was measured, met). A win
+    counts only outside the noise: the 95% paired interval of the change excludes 0 on the
+    good side (rows without per-example values fall back to their means, and say so)."""
     texts = (
-        f"{FULL}: held-out CE below the initial prompt's on ≥ {CE_SHARE_TARGET:.0%} of tasks",
-        f"{FULL}: option accuracy ≥ the initial prompt's on ≥ {OPTION_SHARE_TARGET:.0%} of "
-        f"multiple-choice tasks, mean gain ≥ +{OPTION_GAIN_TARGET:g} points",
-        f"{FULL} ≥ each other variant on mean held-out CE (its mean CE is the lowest or tied)",
+        f"{FULL}: held-out CE below the initial prompt's, outside the noise, on "
+        f"≥ {CE_SHARE_TARGET:.0%} of tasks",
+        f"{FULL}: option accuracy above the initial prompt's, outside the noise, on "
+        f"≥ {OPTION_SHARE_TARGET:.0%} of multiple-choice tasks; mean gain ≥ "
+        f"+{OPTION_GAIN_TARGET:g} points, its interval above 0",
+        f"{FULL} ≥ each other variant on mean held-out CE: no other variant lower outside "
+        "the noise (paired over examples, stratified by task)",
     )
     table = {e["variant"]: e for e in average_table(rows, variants)}
     full = table.get(FULL)
     if full is None or not any(r["variant"] == FULL for r in rows):
         return [(text, f"variant {FULL!r} was not run", False) for text in texts]
     ce_wins = full["ce_below_initial"]
-    first = (wins_text(ce_wins, "tasks"), share(ce_wins) >= CE_SHARE_TARGET - TOLERANCE)
+    first = (wins_text(ce_wins, "tasks", "below"), share(ce_wins) >= CE_SHARE_TARGET - TOLERANCE)
     return [
         (texts[0], *first),
         (texts[1], *option_target(full)),
-        (texts[2], *ce_ranking(table, full)),
+        (texts[2], *ce_ranking(rows, table, full)),
     ]
 
 
 def option_target(full: dict) -> tuple[str, bool]:
-    wins, gain = full["option_at_least_initial"], full["option_gain_points"]
+    wins, gain = full["option_above_initial"], full["option_accuracy_change"]
     if not wins or gain is None:
         return "no multiple-choice tasks measured", False
-    met = share(wins) >= OPTION_SHARE_TARGET - TOLERANCE and gain >= OPTION_GAIN_TARGET - TOLERANCE
-    return f"{wins_text(wins, 'multiple-choice tasks')}, mean gain {gain:+.1f} points", met
+    points = 100 * gain.change
+    text = f"{wins_text(wins, 'multiple-choice tasks', 'above')}, mean gain {points:+.1f} points"
+    if gain.ci95 is not None:
+        text += f" [{100 * gain.ci95[0]:+.1f}, {100 * gain.ci95[1]:+.1f}]"
+    outside = gain.ci95 is None or gain.ci95[0] > 0
+    met = share(wins) >= OPTION_SHARE_TARGET - TOLERANCE and outside
+    return text, met and points >= OPTION_GAIN_TARGET - TOLERANCE
 
 
-def ce_ranking(table: dict, full: dict) -> tuple[str, bool]:
+def ce_ranking(rows: Sequence[dict], table: dict, full: dict) -> tuple[str, bool]:
+    """Full against each other variant on the tasks both ran: full minus the other's held-out
+    CE, stratified paired interval; the other is lower where that lies wholly above 0."""
     if full["heldout_ce"] is None:
         return f"{FULL} has no held-out CE", False
-    reference = full["heldout_ce"].mean
-    others = [e for name, e in table.items() if name not in (INITIAL, FULL)]
-    measured = [e for e in others if e["heldout_ce"] is not None]
-    lower = [e for e in measured if below(e["heldout_ce"].mean, reference)]
-    listed = ", ".join(f"{e['variant']} {e['heldout_ce'].mean:.3f}" for e in measured)
-    text = f"{FULL} {reference:.3f}" + (f"; {listed}" if listed else "; no other variant")
+    tasks = task_names(rows)
+    others = [name for name, e in table.items() if name not in (INITIAL, FULL)]
+    compared = {o: average_change(rows, FULL, "heldout_ce", tasks, reference=o) for o in others}
+    compared = {o: c for o, c in compared.items() if c is not None}
+    judged = all(c.ci95 is not None for c in compared.values())
+    lower = [o for o, c in compared.items() if (c.ci95 or (c.change,))[0] > TOLERANCE]
+    listed = ", ".join(f"{o} {table[o]['heldout_ce'].mean:.3f}" for o in compared)
+    text = f"{FULL} {full['heldout_ce'].mean:.3f}" + (
+        f"; {listed}" if listed else "; no other variant"
+    )
     if lower:
-        text += "; lower than full: " + ", ".join(e["variant"] for e in lower)
-    return text, bool(measured) and not lower
+        how = "lower than full outside the noise" if judged else "lower than full"
+        text += f"; {how}: " + ", ".join(lower)
+    elif compared:
+        text += "; none lower outside the noise" if judged else "; none lower (means only)"
+    return text, bool(compared) and not lower

@@ -30,11 +30,12 @@ from importlib.util import find_spec
 from numbers import Real
 from pathlib import Path
 
-from pmpo_ray.jobs import MlflowConfig, OptimizeJobConfig, SuiteConfig, TrackingConfig
+from pmpo_ray.jobs import OptimizeJobConfig, SuiteConfig
 from pmpo_ray.run_folder import layout
 from pmpo_ray.run_folder.evaluation_file import read_evaluation
 from pmpo_ray.suite.fingerprint import flat_fields
 from pmpo_ray.suite.round_report import RoundReport
+from pmpo_ray.tracking import MlflowConfig, TrackingConfig
 
 log = logging.getLogger(__name__)
 

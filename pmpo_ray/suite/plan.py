@@ -6,8 +6,9 @@ rewrites pass vetting and whose segmentations are the prompt's sentences. So the
 the loop's own rules (masking rounds only for new incumbents, population, budgets, patience)
 instead of a formula that would drift from them. A real model's rewrites that fail vetting
 are not scored: the plan scores the share `rewrite_acceptance` of the dry run's rewrites. Its
-default is measured: 0.58 for the built-in default model as the rewriter (the bbh8 study: 42%
-of its rewrites lost to format and duplicates), 1.0 (every rewrite scored: an upper bound)
+default is measured: 0.73 for the built-in default model as the rewriter (bbh_mc_objectives
+study: 215 of 296 rewrites scored; the rest leaked an example, repeated one, or lost their
+format), 1.0 (every rewrite scored: an upper bound)
 for any other, whose share is not known here; give yours from a run's iterations.json.
 
 Tokens: scored tokens are the forward passes times the task's mean row length in the scorer's
@@ -42,7 +43,7 @@ from pmpo_ray.tasks.task import Task, load_task
 CPU_SCORING_TOKENS_PER_S = 300.0
 CPU_GENERATION_TOKENS_PER_S = 25.0
 # Share of the default model's rewrites that pass vetting (1,579 of 2,730 in the bbh8 study).
-DEFAULT_MODEL_REWRITE_ACCEPTANCE = 0.58
+DEFAULT_MODEL_REWRITE_ACCEPTANCE = 0.73
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,12 @@ class TaskConfig(FrozenConfig):
     )
     max_train: int = Field(50, ge=1, description="Cap on training examples (paper: 50).")
     split_seed: int = Field(0, description="Seed of the train/held-out shuffle.")
-    balance_train: bool = Field(
-        False,
+    balance_train: bool | None = Field(
+        None,
         description="Draw the training split round-robin over the gold answers after the "
         "seeded shuffle, so each answer (e.g. each option label) is as common as the data "
         "allows; the rest is held out. A small split with one dominant label teaches the "
         "prompt that label's prior instead of the task (README: the ablation study). False: "
-        "the paper's plain split.",
+        "the paper's plain split. None (default): balanced for multiple choice, where the "
+        "study measured that collapse, plain for every other format.",
     )

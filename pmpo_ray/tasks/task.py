@@ -145,6 +145,15 @@ def check_data_files(config: TaskConfig) -> None:
         raise DataError(f"field '{name}': {reference}: missing{hint}")
 
 
+def balances_train(config: TaskConfig) -> bool:
+    """Whether the training split is label-balanced: as set, or by default for formats with
+    options (the bbh8 study: every optimized multiple-choice prompt on the plain split ended
+    at the held-out share of the split's majority label)."""
+    if config.balance_train is not None:
+        return config.balance_train
+    return format_spec(config.format).has_options
+
+
 def _split(config: TaskConfig) -> Split:
     """Train and test examples, the layout, and the invalid rows skipped in both."""
     check_data_files(config)
@@ -162,7 +171,7 @@ def _split(config: TaskConfig) -> Split:
             config.train_fraction,
             config.max_train,
             config.split_seed,
-            balanced=config.balance_train,
+            balanced=balances_train(config),
         )
         if not test:
             raise DataError(
