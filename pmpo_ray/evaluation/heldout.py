@@ -213,6 +213,7 @@ def label_shares(labels: Sequence[str | None]) -> dict[str, float]:
 def predictions_table(task: EvalTask, evaluations: Mapping[str, PromptEvaluation]) -> pa.Table:
     """One row per (named prompt, held-out example): what scoring measured (CE, the chosen
     option and every option's log-probability) and the greedy answer where one was made."""
+    gold = {example.example_id: example.gold_answer for example in task.examples}
     rows = []
     for prompt in task.prompts:
         evaluation = evaluations[prompt.text]
@@ -233,15 +234,11 @@ def predictions_table(task: EvalTask, evaluations: Mapping[str, PromptEvaluation
                     "chosen_option_norm": score.chosen_option_norm,
                     "output": answer.output if answer else None,
                     "extracted": answer.extracted if answer else None,
-                    "gold": task_gold(task, score.example_id),
+                    "gold": gold[score.example_id],
                     "correct": answer.correct if answer else None,
                 }
             )
     return pa.Table.from_pylist(rows, schema=PREDICTIONS_SCHEMA)
-
-
-def task_gold(task: EvalTask, example_id: str) -> str:
-    return next(e.gold_answer for e in task.examples if e.example_id == example_id)
 
 
 def generation_counterfactual(

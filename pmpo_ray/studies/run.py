@@ -49,14 +49,17 @@ def run_study(
     check_rows_fit_scorer(list(tasks.values()), suite)  # before any engine starts
     runs_dir = out / RUNS_DIR
     finished = resume and layout.suite_summary_path(runs_dir).exists()
-    if finished and all_cached(final_prompts(plan, tasks, runs_dir), suite):
+    found = final_prompts(plan, tasks, runs_dir) if finished else None
+    if found and cache_holds(found[1], **evaluation_settings(suite)):
         # A finished study whose prompts were all evaluated: no engine needs to start.
-        folders, metrics, eval_seconds = evaluate_finals(plan, tasks, runs_dir, None, suite)
+        metrics, eval_seconds = evaluate_finals(found[1], None, suite)
     else:
         with suite_engines(suite) as client:
             if not finished:
                 run_suite(suite, out=runs_dir, resume=resume, overwrite=overwrite, engines=client)
-            folders, metrics, eval_seconds = evaluate_finals(plan, tasks, runs_dir, client, suite)
+                found = final_prompts(plan, tasks, runs_dir)
+            metrics, eval_seconds = evaluate_finals(found[1], client, suite)
+    folders = found[0]
     rows = result_rows(plan, tasks, folders, metrics)
     atomic_write_text("".join(json.dumps(row) + "\n" for row in rows), out / RESULTS)
     settings = study_settings(config, tasks, time.perf_counter() - started, eval_seconds)
@@ -119,19 +122,12 @@ def final_prompts(plan: list[StudyRun], tasks: dict, runs_dir: Path) -> tuple[di
     return folders, prompts
 
 
-def evaluate_finals(plan, tasks: dict, runs_dir: Path, client, suite) -> tuple[dict, dict, float]:
-    """The runs' folders, the metrics of every distinct prompt, and the evaluation's seconds;
-    `client` None when the cache holds every prompt."""
-    folders, prompts = final_prompts(plan, tasks, runs_dir)
+def evaluate_finals(prompts: dict, client, suite) -> tuple[dict, float]:
+    """The metrics of every distinct prompt, and the evaluation's seconds; `client` None when
+    the cache holds every prompt."""
     distinct = sum(len(set(texts)) for _, texts in prompts.values())
     print(f"held-out evaluation: {distinct} distinct prompts of {len(prompts)} tasks")
-    metrics, seconds = evaluate_prompts(prompts, client=client, **evaluation_settings(suite))
-    return folders, metrics, seconds
-
-
-def all_cached(found: tuple[dict, dict], suite) -> bool:
-    _, prompts = found
-    return cache_holds(prompts, **evaluation_settings(suite))
+    return evaluate_prompts(prompts, client=client, **evaluation_settings(suite))
 
 
 def evaluation_settings(suite) -> dict:
